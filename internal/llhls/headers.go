@@ -1,0 +1,94 @@
+package llhls
+
+import (
+	"bytes"
+	"compress/gzip"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Pre-built header values, shared so the hot path does not allocate them.
+var (
+	contentTypePlaylist = []string{"application/vnd.apple.mpegurl"}
+	varyAcceptEncoding  = []string{"Accept-Encoding"}
+	contentEncodingGzip = []string{"gzip"}
+	cacheImmutable      = []string{"public, max-age=31536000, immutable"}
+	noStore             = []byte("no-store")
+)
+
+// cacheFor returns a Cache-Control value of max-age d, in whole seconds and at
+// least one: max-age=0 makes shared caches such as Varnish stop collapsing
+// requests (LLHLS.md §5).
+func cacheFor(d time.Duration) []byte {
+	secs := int(d / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	b := make([]byte, 0, 24)
+	b = append(b, "public, max-age="...)
+	return strconv.AppendInt(b, int64(secs), 10)
+}
+
+func setCORS(h http.Header) {
+	h["Access-Control-Allow-Origin"] = corsOrigin
+	h["Access-Control-Expose-Headers"] = corsExpose
+}
+
+var (
+	corsOrigin = []string{"*"}
+	corsExpose = []string{"Age, Content-Length, Content-Range, Date"}
+)
+
+// httpError writes a short plain-text error. cc nil sends no Cache-Control.
+func httpError(w http.ResponseWriter, code int, cc []byte, msg string) {
+	h := w.Header()
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if cc != nil {
+		h.Set("Cache-Control", string(cc))
+	}
+	w.WriteHeader(code)
+	w.Write([]byte(strconv.Itoa(code) + " " + msg + "\n"))
+}
+
+// acceptsGzip reports whether an Accept-Encoding value allows gzip.
+func acceptsGzip(ae string) bool {
+	for ae != "" {
+		var tok string
+		tok, ae, _ = strings.Cut(ae, ",")
+		coding, params, _ := strings.Cut(tok, ";")
+		coding = strings.TrimSpace(coding)
+		if !strings.EqualFold(coding, "gzip") && coding != "*" {
+			continue
+		}
+		params = strings.ReplaceAll(params, " ", "")
+		if q, ok := strings.CutPrefix(params, "q="); ok {
+			if v, err := strconv.ParseFloat(q, 64); err == nil && v == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+func age(now, created time.Time) string {
+	a := now.Sub(created) / time.Second
+	if a < 0 {
+		a = 0
+	}
+	return strconv.FormatInt(int64(a), 10)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

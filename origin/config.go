@@ -1,0 +1,119 @@
+package origin
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/amphi-live/amphi/segmenter"
+)
+
+// Config is the origin's configuration. The YAML keys are those of
+// configs/origin.yaml; each field's default is given in its comment.
+type Config struct {
+	// Listen is the HTTP address for playback and HTTP ingest. Default ":8080".
+	Listen string `yaml:"listen"`
+	// Data is the directory for the origin's state. Default "data".
+	Data string `yaml:"data"`
+	// LogLevel is one of debug, info, warn, error. Default "info".
+	LogLevel string `yaml:"log_level"`
+	// Segmenter sets part and segment durations.
+	Segmenter SegmenterConfig `yaml:"segmenter"`
+	// Player configures the page at /live/NAME/.
+	Player PlayerConfig `yaml:"player"`
+	// Ingest bounds HTTP ingest.
+	Ingest IngestConfig `yaml:"ingest"`
+}
+
+// SegmenterConfig picks the part and segment durations.
+type SegmenterConfig struct {
+	// Preset is low, balanced or scale. Default "balanced".
+	Preset string `yaml:"preset"`
+	// PartDuration overrides the preset's part duration when set ("200ms").
+	// Default "" (use the preset).
+	PartDuration Duration `yaml:"part_duration"`
+	// SegmentDuration overrides the preset's segment duration when set.
+	// Default "" (use the preset).
+	SegmentDuration Duration `yaml:"segment_duration"`
+	// Window is the number of segments listed in a media playlist.
+	// Default 0 (derived: at least 7 segments and 12 target durations).
+	Window int `yaml:"window"`
+}
+
+// PlayerConfig configures the player page.
+type PlayerConfig struct {
+	// HLSJSURL is where the page loads hls.js from in browsers without native
+	// HLS. Default "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js".
+	HLSJSURL string `yaml:"hlsjs_url"`
+}
+
+// IngestConfig bounds HTTP ingest.
+type IngestConfig struct {
+	// ReadTimeout ends an ingest that sends nothing for this long. Default "10s".
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// MaxStreams caps concurrent live streams. Default 100.
+	MaxStreams int `yaml:"max_streams"`
+}
+
+// DefaultConfig returns the built-in defaults; configs/origin.yaml is the same
+// values written out (a test keeps them equal).
+func DefaultConfig() Config {
+	return Config{
+		Listen:    ":8080",
+		Data:      "data",
+		LogLevel:  "info",
+		Segmenter: SegmenterConfig{Preset: "balanced"},
+		Player:    PlayerConfig{HLSJSURL: "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"},
+		Ingest:    IngestConfig{ReadTimeout: Duration(10 * time.Second), MaxStreams: 100},
+	}
+}
+
+// Validate checks the configuration; errors name the offending key.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not a host:port address: %w", c.Listen, err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if _, err := c.SegmenterSettings(); err != nil {
+		return err
+	}
+	if c.Player.HLSJSURL != "" {
+		if u, err := url.Parse(c.Player.HLSJSURL); err != nil || (u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("player.hlsjs_url: %q is not an http(s) URL or a path", c.Player.HLSJSURL)
+		}
+	}
+	if c.Ingest.ReadTimeout <= 0 {
+		return fmt.Errorf("ingest.read_timeout: must be positive")
+	}
+	if c.Ingest.MaxStreams <= 0 {
+		return fmt.Errorf("ingest.max_streams: must be positive")
+	}
+	return nil
+}
+
+// SegmenterSettings resolves the preset and overrides into a segmenter
+// configuration.
+func (c *Config) SegmenterSettings() (segmenter.Config, error) {
+	sc, ok := segmenter.Presets[c.Segmenter.Preset]
+	if !ok {
+		return segmenter.Config{}, fmt.Errorf("segmenter.preset: %q is not one of low, balanced, scale", c.Segmenter.Preset)
+	}
+	if c.Segmenter.PartDuration != 0 {
+		sc.PartDuration = time.Duration(c.Segmenter.PartDuration)
+	}
+	if c.Segmenter.SegmentDuration != 0 {
+		sc.SegmentDuration = time.Duration(c.Segmenter.SegmentDuration)
+	}
+	if c.Segmenter.Window != 0 {
+		sc.Window = c.Segmenter.Window
+	}
+	if err := sc.Validate(); err != nil {
+		return segmenter.Config{}, fmt.Errorf("segmenter: %w", err)
+	}
+	return sc, nil
+}

@@ -1,0 +1,252 @@
+// Package origin is amphi's origin: it takes audio in (HTTP ingest, the
+// built-in demo source), runs one segmenter per broadcast and serves the
+// LL-HLS output through the shared serving core, internal/llhls.
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/amphi-live/amphi/internal/llhls"
+	"github.com/amphi-live/amphi/internal/player"
+	"github.com/amphi-live/amphi/segmenter"
+)
+
+// Errors returned by Server.Publish.
+var (
+	ErrInvalidName   = errors.New("invalid broadcast name: use 1-64 of a-z, 0-9 and -")
+	ErrAlreadyLive   = errors.New("broadcast is already live")
+	ErrTooManyStream = errors.New("too many live broadcasts")
+)
+
+// endedRetention is how long an ended broadcast keeps answering with its
+// final playlist before it is forgotten.
+const endedRetention = 10 * time.Minute
+
+// Server is the origin. Create it with New, serve with Run or Handler.
+type Server struct {
+	cfg    Config
+	seg    segmenter.Config
+	log    *slog.Logger
+	now    func() time.Time
+	core   *llhls.Handler
+	mux    *http.ServeMux
+
+	mu         sync.Mutex
+	broadcasts map[string]*broadcast
+	sessions   map[string]*Session
+}
+
+// New validates cfg and builds a Server. logger defaults to slog.Default().
+func New(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sc, err := cfg.SegmenterSettings()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{
+		cfg:        cfg,
+		seg:        sc,
+		log:        logger.With("component", "origin"),
+		now:        time.Now,
+		mux:        http.NewServeMux(),
+		broadcasts: make(map[string]*broadcast),
+		sessions:   make(map[string]*Session),
+	}
+	s.core, err = llhls.NewHandler(llhls.Config{
+		Catalog:               catalog{s},
+		DefaultTargetDuration: sc.SegmentDuration.Round(time.Second),
+		Page:                  &player.Page{HLSJSURL: cfg.Player.HLSJSURL},
+		Logger:                s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.core.Register(s.mux)
+	s.mux.HandleFunc("/ingest/{name}", s.handleIngest)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	return s, nil
+}
+
+// Handler returns the HTTP handler for playback and ingest.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// catalog adapts Server to llhls.Catalog.
+type catalog struct{ s *Server }
+
+func (c catalog) Stream(name string) llhls.Stream {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if b, ok := c.s.broadcasts[name]; ok {
+		return b
+	}
+	return nil
+}
+
+// Session is one publisher's feed into a broadcast. Write from one goroutine;
+// End when the publisher goes away.
+type Session struct {
+	s     *Server
+	b     *broadcast
+	seg   *segmenter.Segmenter
+	once  sync.Once
+	start time.Time
+
+	mu sync.Mutex // serialises the segmenter: End may come from shutdown
+}
+
+// Publish starts a new live session of broadcast name with codec. A name
+// whose previous session has ended starts afresh with new URIs.
+func (s *Server) Publish(name string, codec segmenter.Codec) (*Session, error) {
+	if !llhls.ValidName(name) {
+		return nil, ErrInvalidName
+	}
+	b := newBroadcast(name, codec, s.now)
+	seg, err := segmenter.New(s.seg, codec, b, s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, live := s.sessions[name]; live {
+		return nil, ErrAlreadyLive
+	}
+	if len(s.sessions) >= s.cfg.Ingest.MaxStreams {
+		return nil, ErrTooManyStream
+	}
+	if old, ok := s.broadcasts[name]; ok && !old.ended.Load() {
+		return nil, ErrAlreadyLive
+	}
+	sess := &Session{s: s, b: b, seg: seg, start: s.now()}
+	s.broadcasts[name] = b
+	s.sessions[name] = sess
+	s.log.Info("broadcast live", "name", name, "codec", codec.String(),
+		"part_target", seg.PartTarget(), "target_duration", seg.TargetDuration())
+	return sess, nil
+}
+
+// Segmenter exposes the session's segmenter settings (read-only use).
+func (ss *Session) Segmenter() *segmenter.Segmenter { return ss.seg }
+
+// WriteAAC writes AAC access units.
+func (ss *Session) WriteAAC(pts time.Duration, aus [][]byte) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.seg.WriteAAC(pts, aus)
+}
+
+// WriteOpus writes Opus packets.
+func (ss *Session) WriteOpus(pts time.Duration, packets [][]byte) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.seg.WriteOpus(pts, packets)
+}
+
+// End ends the broadcast: the playlist gets EXT-X-ENDLIST and every held
+// request is released with it.
+func (ss *Session) End() {
+	ss.once.Do(func() {
+		ss.mu.Lock()
+		ss.seg.End()
+		ss.mu.Unlock()
+		ss.s.mu.Lock()
+		if ss.s.sessions[ss.b.name] == ss {
+			delete(ss.s.sessions, ss.b.name)
+		}
+		ss.s.mu.Unlock()
+		ss.s.log.Info("broadcast ended", "name", ss.b.name, "duration", ss.s.now().Sub(ss.start).Round(time.Second))
+	})
+}
+
+// Run serves on cfg.Listen until ctx ends, then shuts down gracefully:
+// live sessions end, which releases every held request with ENDLIST.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on an existing listener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := os.MkdirAll(s.cfg.Data, 0o750); err != nil {
+		ln.Close()
+		return fmt.Errorf("data: %w", err)
+	}
+	srv := &http.Server{
+		Handler: s.mux,
+		// No WriteTimeout: playlist holds last up to 3 target durations and
+		// the serving core sets a per-response write deadline instead.
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.log.Info("origin listening", "addr", ln.Addr().String(), "preset", s.cfg.Segmenter.Preset)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	go s.reap(ctx)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.endAll()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+func (s *Server) endAll() {
+	s.mu.Lock()
+	sessions := make([]*Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.End()
+	}
+}
+
+// reap forgets broadcasts that ended more than endedRetention ago.
+func (s *Server) reap(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := s.now().Add(-endedRetention).UnixNano()
+		s.mu.Lock()
+		for name, b := range s.broadcasts {
+			if b.ended.Load() && b.endedAt.Load() < cutoff {
+				delete(s.broadcasts, name)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
