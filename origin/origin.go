@@ -32,12 +32,12 @@ const endedRetention = 10 * time.Minute
 
 // Server is the origin. Create it with New, serve with Run or Handler.
 type Server struct {
-	cfg    Config
-	seg    segmenter.Config
-	log    *slog.Logger
-	now    func() time.Time
-	core   *llhls.Handler
-	mux    *http.ServeMux
+	cfg  Config
+	seg  segmenter.Config
+	log  *slog.Logger
+	now  func() time.Time
+	core *llhls.Handler
+	mux  *http.ServeMux
 
 	mu         sync.Mutex
 	broadcasts map[string]*broadcast
