@@ -79,7 +79,7 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return usageError(err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := withSignals(cmd.Context())
 			defer stop()
 			return srv.Run(ctx)
 		},
