@@ -37,7 +37,7 @@ func newBroadcast(name string, codec segmenter.Codec, now func() time.Time) *bro
 		name:    name,
 		codec:   codec,
 		now:     now,
-		feed:    llhls.NewFeed(llhls.NewSnapshot(&llhls.Playlist{})),
+		feed:    llhls.NewFeed(llhls.NewSnapshot(&llhls.Playlist{}, now())),
 		objects: make(map[string]*llhls.Object),
 	}
 }
@@ -67,7 +67,7 @@ func (b *broadcast) Publish(u segmenter.Update) {
 		b.endedAt.Store(created.UnixNano())
 		b.ended.Store(true)
 	}
-	b.feed.Publish(llhls.NewSnapshot(u.Playlist))
+	b.feed.Publish(llhls.NewSnapshot(u.Playlist, created))
 }
 
 // renderMultivariant writes the multivariant playlist once the first segment

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/amphi-live/amphi/segmenter"
@@ -71,8 +72,13 @@ func DefaultConfig() Config {
 
 // Validate checks the configuration; errors name the offending key.
 func (c *Config) Validate() error {
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not a host:port address: %w", c.Listen, err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("listen: %q has no valid port", c.Listen)
+	}
+	if c.Data == "" {
+		return fmt.Errorf("data: must name a directory")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -113,7 +119,7 @@ func (c *Config) SegmenterSettings() (segmenter.Config, error) {
 		sc.Window = c.Segmenter.Window
 	}
 	if err := sc.Validate(); err != nil {
-		return segmenter.Config{}, fmt.Errorf("segmenter: %w", err)
+		return segmenter.Config{}, fmt.Errorf("segmenter.%w", err)
 	}
 	return sc, nil
 }

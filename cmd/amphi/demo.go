@@ -31,17 +31,25 @@ func newDemoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			defaults := origin.DefaultConfig()
 			defaults.Data = ""
-			cfg, err := f.load(cmd.Flags(), defaults)
-			if err != nil {
-				return err
-			}
-			if cfg.Data == "" {
+			var tmp string
+			defer func() {
+				if tmp != "" {
+					os.RemoveAll(tmp)
+				}
+			}()
+			cfg, err := f.load(cmd.Flags(), defaults, func(c *origin.Config) error {
+				if c.Data != "" {
+					return nil
+				}
 				dir, err := os.MkdirTemp("", "amphi-demo-")
 				if err != nil {
 					return err
 				}
-				defer os.RemoveAll(dir)
-				cfg.Data = dir
+				tmp, c.Data = dir, dir
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			ctx, stop := withSignals(cmd.Context())
 			defer stop()

@@ -43,8 +43,9 @@ func (f *originFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cfg.Player.HLSJSURL, "hlsjs-url", d.Player.HLSJSURL, "where the player page loads hls.js from")
 }
 
-// load builds the configuration: defaults, file, AMPHI_* environment, flags.
-func (f *originFlags) load(fs *pflag.FlagSet, defaults origin.Config) (origin.Config, error) {
+// load builds the configuration: defaults, file, AMPHI_* environment, flags;
+// then prepare (if any) fills in what depends on them, and it is validated.
+func (f *originFlags) load(fs *pflag.FlagSet, defaults origin.Config, prepare func(*origin.Config) error) (origin.Config, error) {
 	cfg := defaults
 	err := config.Load(&cfg, config.Source{
 		File:      f.file,
@@ -54,6 +55,11 @@ func (f *originFlags) load(fs *pflag.FlagSet, defaults origin.Config) (origin.Co
 	})
 	if err != nil {
 		return cfg, usageError(err)
+	}
+	if prepare != nil {
+		if err := prepare(&cfg); err != nil {
+			return cfg, err
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageError(err)
@@ -71,7 +77,7 @@ func newOriginCmd() *cobra.Command {
 			"and listen at http://HOST:8080/live/NAME/index.m3u8 (player page at /live/NAME/).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.load(cmd.Flags(), origin.DefaultConfig())
+			cfg, err := f.load(cmd.Flags(), origin.DefaultConfig(), nil)
 			if err != nil {
 				return err
 			}

@@ -54,25 +54,37 @@ func httpError(w http.ResponseWriter, code int, cc []byte, msg string) {
 	w.Write([]byte(strconv.Itoa(code) + " " + msg + "\n"))
 }
 
-// acceptsGzip reports whether an Accept-Encoding value allows gzip.
+// acceptsGzip reports whether an Accept-Encoding value allows gzip: an
+// explicit gzip entry decides, else a wildcard does (RFC 9110 §12.5.3).
 func acceptsGzip(ae string) bool {
+	gzip, star := -1, -1 // -1 absent, 0 refused, 1 accepted
 	for ae != "" {
 		var tok string
 		tok, ae, _ = strings.Cut(ae, ",")
 		coding, params, _ := strings.Cut(tok, ";")
 		coding = strings.TrimSpace(coding)
-		if !strings.EqualFold(coding, "gzip") && coding != "*" {
-			continue
-		}
-		params = strings.ReplaceAll(params, " ", "")
-		if q, ok := strings.CutPrefix(params, "q="); ok {
-			if v, err := strconv.ParseFloat(q, 64); err == nil && v == 0 {
-				return false
+		ok := 1
+		for params != "" {
+			var param string
+			param, params, _ = strings.Cut(params, ";")
+			k, v, _ := strings.Cut(strings.TrimSpace(param), "=")
+			if strings.EqualFold(strings.TrimSpace(k), "q") {
+				if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q == 0 {
+					ok = 0
+				}
 			}
 		}
-		return true
+		switch {
+		case strings.EqualFold(coding, "gzip"), strings.EqualFold(coding, "x-gzip"):
+			gzip = ok
+		case coding == "*":
+			star = ok
+		}
 	}
-	return false
+	if gzip >= 0 {
+		return gzip == 1
+	}
+	return star == 1
 }
 
 func gzipBytes(b []byte) []byte {

@@ -10,6 +10,7 @@ package llhls
 import (
 	"bytes"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
@@ -129,14 +130,6 @@ func (p *Playlist) Render(delta bool) ([]byte, error) {
 		Endlist:        p.Ended,
 	}
 	if p.PartTarget > 0 {
-		sc := &playlist.MediaServerControl{CanBlockReload: !p.Ended}
-		if p.PartHoldBack > 0 {
-			sc.PartHoldBack = ptr(p.PartHoldBack)
-		}
-		if p.CanSkipUntil > 0 {
-			sc.CanSkipUntil = ptr(p.CanSkipUntil)
-		}
-		m.ServerControl = sc
 		m.PartInf = &playlist.MediaPartInf{PartTarget: p.PartTarget}
 	}
 	if p.HasDiscontinuity {
@@ -147,7 +140,7 @@ func (p *Playlist) Render(delta bool) ([]byte, error) {
 	}
 
 	skip := 0
-	if delta {
+	if delta && p.CanSkipUntil > 0 && !p.Ended {
 		skip = p.skippable()
 		m.Skip = &playlist.MediaSkip{SkippedSegments: skip}
 	}
@@ -187,7 +180,41 @@ func (p *Playlist) Render(delta bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.addTrailingSegmentTags(b), nil
+	return p.addTrailingSegmentTags(p.addServerControl(b)), nil
+}
+
+// addServerControl writes EXT-X-SERVER-CONTROL after EXT-X-TARGETDURATION.
+// It is rendered here rather than by gohlslib because it must carry
+// HOLD-BACK and must stay byte-identical for the whole broadcast, the final
+// playlist included: CoreMedia stops for good on a PART-HOLD-BACK change
+// (mediamtx #6237).
+func (p *Playlist) addServerControl(b []byte) []byte {
+	if p.PartTarget <= 0 && p.CanSkipUntil <= 0 {
+		return b
+	}
+	line := []byte("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES")
+	attr := func(name string, d time.Duration) {
+		if d > 0 {
+			line = append(line, ',')
+			line = append(line, name...)
+			line = append(line, '=')
+			line = strconv.AppendFloat(line, d.Seconds(), 'f', 5, 64)
+		}
+	}
+	attr("HOLD-BACK", p.HoldBack)
+	attr("PART-HOLD-BACK", p.PartHoldBack)
+	attr("CAN-SKIP-UNTIL", p.CanSkipUntil)
+	line = append(line, '\n')
+
+	i := bytes.Index(b, []byte("#EXT-X-TARGETDURATION:"))
+	if i < 0 {
+		return b
+	}
+	i += bytes.IndexByte(b[i:], '\n') + 1
+	out := make([]byte, 0, len(b)+len(line))
+	out = append(out, b[:i]...)
+	out = append(out, line...)
+	return append(out, b[i:]...)
 }
 
 // addTrailingSegmentTags inserts the tags that belong to the segment in

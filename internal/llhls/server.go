@@ -295,7 +295,7 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 		cc = cacheFor(td / 2)
 	}
 	delta := d.Skip && !ended
-	h.writePlaylist(w, r, nil, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, time.Time{})
+	h.writePlaylist(w, r, nil, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
 }
 
 // writePlaylist writes a playlist body, gzip-compressed when the client

@@ -8,10 +8,12 @@ import (
 // Snapshot is one immutable version of a media playlist, with its renderings
 // made once and shared by every listener that asks for them.
 type Snapshot struct {
-	pl *Playlist
+	pl      *Playlist
+	created time.Time
 
 	// changed is closed when a newer snapshot replaces this one.
-	changed chan struct{}
+	changed     chan struct{}
+	changedOnce sync.Once
 
 	full, delta rendering
 }
@@ -23,10 +25,14 @@ type rendering struct {
 	err   error
 }
 
-// NewSnapshot wraps pl, which must not be modified afterwards.
-func NewSnapshot(pl *Playlist) *Snapshot {
-	return &Snapshot{pl: pl, changed: make(chan struct{})}
+// NewSnapshot wraps pl, which must not be modified afterwards. created is
+// when the playlist entered this tier; caches derive Age from it.
+func NewSnapshot(pl *Playlist, created time.Time) *Snapshot {
+	return &Snapshot{pl: pl, created: created, changed: make(chan struct{})}
 }
+
+// Created is when the playlist entered this tier.
+func (s *Snapshot) Created() time.Time { return s.created }
 
 // Playlist returns the model behind the snapshot. It must not be modified.
 func (s *Snapshot) Playlist() *Playlist { return s.pl }
@@ -36,8 +42,9 @@ func (s *Snapshot) Changed() <-chan struct{} { return s.changed }
 
 // Bytes returns the rendered playlist, gzip-compressed when gz is set.
 func (s *Snapshot) Bytes(delta, gz bool) ([]byte, error) {
+	delta = delta && s.pl.CanSkipUntil > 0 && !s.pl.Ended
 	r := &s.full
-	if delta && s.pl.CanSkipUntil > 0 {
+	if delta {
 		r = &s.delta
 	}
 	r.once.Do(func() {
@@ -151,6 +158,6 @@ func (f *Feed) Publish(s *Snapshot) {
 	f.cur = s
 	f.mu.Unlock()
 	if old != nil && old != s {
-		close(old.changed)
+		old.changedOnce.Do(func() { close(old.changed) })
 	}
 }
