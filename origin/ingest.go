@@ -55,9 +55,13 @@ func (s *Server) ingest(name string, body *ingestReader, log interface {
 	Warn(string, ...any)
 },
 ) (int, error) {
+	// Refuse what can be refused before reading anything.
+	if err := s.canPublish(name); err != nil {
+		return publishStatus(err), err
+	}
 	tr := &mpegts.Reader{R: body}
 	if err := tr.Initialize(); err != nil {
-		if body.err != nil {
+		if body.err != nil && !errors.Is(body.err, io.EOF) {
 			return http.StatusRequestTimeout, fmt.Errorf("reading ingest: %w", body.err)
 		}
 		return http.StatusBadRequest, fmt.Errorf("not an MPEG-TS stream with a program: %w", err)
@@ -95,15 +99,8 @@ func (s *Server) ingest(name string, body *ingestReader, log interface {
 	}
 
 	sess, err := s.Publish(name, codec)
-	switch {
-	case errors.Is(err, ErrInvalidName):
-		return http.StatusBadRequest, err
-	case errors.Is(err, ErrAlreadyLive):
-		return http.StatusConflict, err
-	case errors.Is(err, ErrTooManyStream):
-		return http.StatusServiceUnavailable, err
-	case err != nil:
-		return http.StatusBadRequest, err
+	if err != nil {
+		return publishStatus(err), err
 	}
 	defer sess.End()
 	log.Info("ingest started", "codec", codec.String())
@@ -140,6 +137,17 @@ func (s *Server) ingest(name string, body *ingestReader, log interface {
 			return http.StatusBadRequest, fmt.Errorf("bad MPEG-TS: more than %d decode errors", maxDecodeErrors)
 		}
 	}
+}
+
+// publishStatus maps a Publish error to its HTTP status.
+func publishStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrAlreadyLive):
+		return http.StatusConflict
+	case errors.Is(err, ErrTooManyStream):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
 }
 
 // ticksToDuration converts a 90 kHz MPEG-TS timestamp.

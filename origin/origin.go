@@ -140,6 +140,23 @@ func (s *Server) Publish(name string, codec segmenter.Codec) (*Session, error) {
 	return sess, nil
 }
 
+// canPublish tells, without reserving anything, whether Publish(name) could
+// succeed now, so an ingest can be refused before its body is read.
+func (s *Server) canPublish(name string) error {
+	if !llhls.ValidName(name) {
+		return ErrInvalidName
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, live := s.sessions[name]; live {
+		return ErrAlreadyLive
+	}
+	if len(s.sessions) >= s.cfg.Ingest.MaxStreams {
+		return ErrTooManyStream
+	}
+	return nil
+}
+
 // Segmenter exposes the session's segmenter settings (read-only use).
 func (ss *Session) Segmenter() *segmenter.Segmenter { return ss.seg }
 
