@@ -23,8 +23,25 @@ type Config struct {
 	Segmenter SegmenterConfig `yaml:"segmenter"`
 	// Player configures the page at /live/NAME/.
 	Player PlayerConfig `yaml:"player"`
-	// Ingest bounds HTTP ingest.
+	// Ingest configures publishers.
 	Ingest IngestConfig `yaml:"ingest"`
+	// RTMP configures RTMP ingest (OBS, ffmpeg -f flv).
+	RTMP RTMPConfig `yaml:"rtmp"`
+	// API configures the admin API under /api/v1/.
+	API APIConfig `yaml:"api"`
+}
+
+// RTMPConfig configures RTMP ingest.
+type RTMPConfig struct {
+	// Listen is the RTMP address; "" turns RTMP off. Default ":1935".
+	Listen string `yaml:"listen"`
+}
+
+// APIConfig configures the admin API.
+type APIConfig struct {
+	// Token is the bearer token the admin API requires; AMPHI_TOKEN also sets
+	// it. Default "" (the API refuses every request until a token is set).
+	Token string `yaml:"token"`
 }
 
 // SegmenterConfig picks the part and segment durations.
@@ -55,6 +72,14 @@ type IngestConfig struct {
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// MaxStreams caps concurrent live streams. Default 100.
 	MaxStreams int `yaml:"max_streams"`
+	// ReconnectGrace is how long a broadcast whose publisher dropped shows
+	// "reconnecting" before "ingest lost". A publisher that returns, within
+	// it or later, continues the same playlist. Default "30s".
+	ReconnectGrace Duration `yaml:"reconnect_grace"`
+	// Open accepts publishers for any name without a stream key, for
+	// development. Default false: broadcasts are started over the admin API
+	// and publishers need their stream key.
+	Open bool `yaml:"open"`
 }
 
 // DefaultConfig returns the built-in defaults; configs/origin.yaml is the same
@@ -66,7 +91,12 @@ func DefaultConfig() Config {
 		LogLevel:  "info",
 		Segmenter: SegmenterConfig{Preset: "balanced"},
 		Player:    PlayerConfig{HLSJSURL: "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"},
-		Ingest:    IngestConfig{ReadTimeout: Duration(10 * time.Second), MaxStreams: 100},
+		Ingest: IngestConfig{
+			ReadTimeout:    Duration(10 * time.Second),
+			MaxStreams:     100,
+			ReconnectGrace: Duration(30 * time.Second),
+		},
+		RTMP: RTMPConfig{Listen: ":1935"},
 	}
 }
 
@@ -95,6 +125,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.ReadTimeout <= 0 {
 		return fmt.Errorf("ingest.read_timeout: must be positive")
+	}
+	if c.Ingest.ReconnectGrace <= 0 {
+		return fmt.Errorf("ingest.reconnect_grace: must be positive")
+	}
+	if c.RTMP.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.RTMP.Listen); err != nil {
+			return fmt.Errorf("rtmp.listen: %q is not a host:port address: %w", c.RTMP.Listen, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("rtmp.listen: %q has no valid port", c.RTMP.Listen)
+		}
 	}
 	if c.Ingest.MaxStreams <= 0 {
 		return fmt.Errorf("ingest.max_streams: must be positive")

@@ -23,6 +23,10 @@ func startTestOrigin(t *testing.T, preset string) (*Server, string) {
 	cfg.Data = t.TempDir()
 	cfg.Segmenter.Preset = preset
 	cfg.Ingest.ReadTimeout = Duration(5 * time.Second)
+	// The live-path tests publish without stream keys; the lifecycle tests
+	// (lifecycle_test.go) run with keys and the admin API.
+	cfg.Ingest.Open = true
+	cfg.RTMP.Listen = ""
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("AMPHI_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -38,7 +38,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	body := &ingestReader{r: r.Body, rc: rc, timeout: time.Duration(s.cfg.Ingest.ReadTimeout), limit: probeLimit}
 
-	status, err := s.ingest(name, body, log)
+	status, err := s.ingest(name, ingestKey(r), r.RemoteAddr, body, log)
 	if err != nil {
 		log.Warn("ingest refused or failed", "status", status, "err", err)
 		w.Header().Set("Connection", "close")
@@ -50,13 +50,13 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 
 // ingest demuxes one MPEG-TS publisher into a new session of broadcast name.
 // It returns the HTTP status to answer with and the error behind it.
-func (s *Server) ingest(name string, body *ingestReader, log interface {
+func (s *Server) ingest(name, key, remote string, body *ingestReader, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
 },
 ) (int, error) {
 	// Refuse what can be refused before reading anything.
-	if err := s.canPublish(name); err != nil {
+	if err := s.preauthorize(name, key); err != nil {
 		return publishStatus(err), err
 	}
 	tr := &mpegts.Reader{R: body}
@@ -98,11 +98,11 @@ func (s *Server) ingest(name string, body *ingestReader, log interface {
 		return http.StatusUnsupportedMediaType, errors.New("the stream has no AAC or Opus audio track")
 	}
 
-	sess, err := s.Publish(name, codec)
+	sess, err := s.attachIngest(name, key, codec, remote)
 	if err != nil {
 		return publishStatus(err), err
 	}
-	defer sess.End()
+	defer sess.Detach()
 	log.Info("ingest started", "codec", codec.String())
 
 	decodeErrors := 0
@@ -139,15 +139,30 @@ func (s *Server) ingest(name string, body *ingestReader, log interface {
 	}
 }
 
-// publishStatus maps a Publish error to its HTTP status.
+// publishStatus maps an authorization or Publish error to its HTTP status.
 func publishStatus(err error) int {
 	switch {
-	case errors.Is(err, ErrAlreadyLive):
+	case errors.Is(err, ErrAlreadyLive), errors.Is(err, ErrEnded):
 		return http.StatusConflict
 	case errors.Is(err, ErrTooManyStream):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrBadKey):
+		return http.StatusForbidden
+	case errors.Is(err, ErrUnknownBroadcast):
+		return http.StatusNotFound
 	}
 	return http.StatusBadRequest
+}
+
+// ingestKey takes the stream key from ?key= or an Authorization: Bearer header.
+func ingestKey(r *http.Request) string {
+	if k := r.URL.Query().Get("key"); k != "" {
+		return k
+	}
+	if k, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(k)
+	}
+	return ""
 }
 
 // ticksToDuration converts a 90 kHz MPEG-TS timestamp.

@@ -39,9 +39,12 @@ type Server struct {
 	core *llhls.Handler
 	mux  *http.ServeMux
 
+	store *store
+
 	mu         sync.Mutex
-	broadcasts map[string]*broadcast
-	sessions   map[string]*Session
+	broadcasts map[string]*broadcast // playback sessions, by name
+	sessions   map[string]*Session   // running segmenters, by name
+	entries    map[string]*entry     // managed broadcasts (admin API), by name
 }
 
 // New validates cfg and builds a Server. logger defaults to slog.Default().
@@ -64,6 +67,17 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		mux:        http.NewServeMux(),
 		broadcasts: make(map[string]*broadcast),
 		sessions:   make(map[string]*Session),
+		entries:    make(map[string]*entry),
+	}
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	if s.store, err = openStore(cfg.Data); err != nil {
+		return nil, err
+	}
+	if err := s.loadEntries(); err != nil {
+		s.store.close()
+		return nil, err
 	}
 	s.core, err = llhls.NewHandler(llhls.Config{
 		Catalog:               catalog{s},
@@ -76,6 +90,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.core.Register(s.mux)
 	s.mux.HandleFunc("/ingest/{name}", s.handleIngest)
+	s.registerAPI(s.mux)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -110,27 +125,34 @@ type Session struct {
 	mu sync.Mutex // serialises the segmenter: End may come from shutdown
 }
 
-// Publish starts a new live session of broadcast name with codec. A name
+// Publish starts a new live session of broadcast name with codec, for a
+// publisher inside the process (the demo source) or an open ingest. A name
 // whose previous session has ended starts afresh with new URIs.
 func (s *Server) Publish(name string, codec segmenter.Codec) (*Session, error) {
 	if !llhls.ValidName(name) {
 		return nil, ErrInvalidName
-	}
-	b := newBroadcast(name, codec, s.now)
-	seg, err := segmenter.New(s.seg, codec, b, s.now)
-	if err != nil {
-		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, live := s.sessions[name]; live {
 		return nil, ErrAlreadyLive
 	}
+	if e, managed := s.entries[name]; managed && e.state != StateEnded {
+		return nil, ErrAlreadyLive
+	}
 	if len(s.sessions) >= s.cfg.Ingest.MaxStreams {
 		return nil, ErrTooManyStream
 	}
-	if old, ok := s.broadcasts[name]; ok && !old.ended.Load() {
-		return nil, ErrAlreadyLive
+	return s.startSessionLocked(name, codec)
+}
+
+// startSessionLocked starts a segmenter session for name and makes it the
+// one listeners get. s.mu is held.
+func (s *Server) startSessionLocked(name string, codec segmenter.Codec) (*Session, error) {
+	b := newBroadcast(name, codec, s.now)
+	seg, err := segmenter.New(s.seg, codec, b, s.now)
+	if err != nil {
+		return nil, err
 	}
 	sess := &Session{s: s, b: b, seg: seg, start: s.now()}
 	s.broadcasts[name] = b
@@ -138,23 +160,6 @@ func (s *Server) Publish(name string, codec segmenter.Codec) (*Session, error) {
 	s.log.Info("broadcast live", "name", name, "codec", codec.String(),
 		"part_target", seg.PartTarget(), "target_duration", seg.TargetDuration())
 	return sess, nil
-}
-
-// canPublish tells, without reserving anything, whether Publish(name) could
-// succeed now, so an ingest can be refused before its body is read.
-func (s *Server) canPublish(name string) error {
-	if !llhls.ValidName(name) {
-		return ErrInvalidName
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, live := s.sessions[name]; live {
-		return ErrAlreadyLive
-	}
-	if len(s.sessions) >= s.cfg.Ingest.MaxStreams {
-		return ErrTooManyStream
-	}
-	return nil
 }
 
 // Segmenter exposes the session's segmenter settings (read-only use).
@@ -172,6 +177,13 @@ func (ss *Session) WriteOpus(pts time.Duration, packets [][]byte) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.seg.WriteOpus(pts, packets)
+}
+
+// discontinuity marks a publisher change: the next segment follows a break.
+func (ss *Session) discontinuity() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.seg.Discontinuity()
 }
 
 // End ends the broadcast: the playlist gets EXT-X-ENDLIST and every held
@@ -202,10 +214,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve is Run on an existing listener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if err := os.MkdirAll(s.cfg.Data, 0o750); err != nil {
-		ln.Close()
-		return fmt.Errorf("data: %w", err)
-	}
+	defer s.store.close()
 	srv := &http.Server{
 		Handler: s.mux,
 		// No WriteTimeout: playlist holds last up to 3 target durations and
@@ -262,6 +271,9 @@ func (s *Server) reap(ctx context.Context) {
 		for name, b := range s.broadcasts {
 			if b.ended.Load() && b.endedAt.Load() < cutoff {
 				delete(s.broadcasts, name)
+				if e, ok := s.entries[name]; ok && e.sess != nil && e.sess.b == b {
+					e.sess = nil
+				}
 			}
 		}
 		s.mu.Unlock()

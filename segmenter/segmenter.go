@@ -78,12 +78,14 @@ type Segmenter struct {
 	part     partState      // part in progress
 	discont  uint64         // discontinuity sequence
 	hadDisc  bool
+	reanchor bool // the next sample re-anchors PROGRAM-DATE-TIME
 	pending  []Object
 }
 
 type segmentState struct {
 	msn           uint64
 	startSample   int64
+	pdt           time.Time // wall-clock time of the first sample
 	samples       int64
 	discontinuity bool
 	parts         []llhls.Part
@@ -201,9 +203,17 @@ func (s *Segmenter) write(aus [][]byte) error {
 		if d <= 0 || d > s.partSamples {
 			return fmt.Errorf("segmenter: access unit of %d samples cannot fit a part of %d", d, s.partSamples)
 		}
-		if !s.started {
+		switch {
+		case !s.started:
 			s.started = true
-			s.anchor = s.now()
+			s.anchor = s.now() // sample 0 is now
+		case s.reanchor:
+			// After a discontinuity the next sample is now; PDT only ever
+			// moves forward.
+			s.reanchor = false
+			if a := s.now().Add(-samplesToDuration(s.samples, s.timescale)); a.After(s.anchor) {
+				s.anchor = a
+			}
 		}
 		// Close the part before it would exceed PART-TARGET.
 		if s.part.samples > 0 && s.part.samples+d > s.partSamples {
@@ -244,6 +254,7 @@ func (s *Segmenter) flushPart() error {
 	name := s.prefix + "-" + strconv.FormatUint(s.cur.msn, 10) + "." + strconv.Itoa(len(s.cur.parts)) + ".m4s"
 	if len(s.cur.parts) == 0 {
 		s.cur.startSample = s.part.startSample
+		s.cur.pdt = s.pdt(s.part.startSample)
 	}
 	s.cur.parts = append(s.cur.parts, llhls.Part{
 		Duration:    samplesToDuration(s.part.samples, s.timescale),
@@ -313,6 +324,8 @@ func (s *Segmenter) Discontinuity() error {
 	}
 	s.cur.discontinuity = true
 	s.hadDisc = true
+	// The publisher was away: wall-clock time moved on without samples.
+	s.reanchor = true
 	return nil
 }
 
@@ -368,7 +381,7 @@ func (s *Segmenter) playlist() *llhls.Playlist {
 		ps := llhls.Segment{
 			Duration:        samplesToDuration(seg.samples, s.timescale),
 			URI:             s.segmentName(seg.msn),
-			ProgramDateTime: s.pdt(seg.startSample),
+			ProgramDateTime: seg.pdt,
 			Discontinuity:   seg.discontinuity,
 		}
 		if len(s.segments)-i <= s.partSegments {
@@ -380,7 +393,7 @@ func (s *Segmenter) playlist() *llhls.Playlist {
 		pl.Parts = s.cur.parts
 		pl.NextPartDiscontinuity = s.cur.discontinuity && len(s.cur.parts) > 0
 		if len(s.cur.parts) > 0 {
-			pl.NextProgramDateTime = s.pdt(s.cur.startSample)
+			pl.NextProgramDateTime = s.cur.pdt
 		}
 		pl.PreloadHint = s.prefix + "-" + strconv.FormatUint(s.cur.msn, 10) + "." + strconv.Itoa(len(s.cur.parts)) + ".m4s"
 	}

@@ -31,6 +31,7 @@ func newDemoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			defaults := origin.DefaultConfig()
 			defaults.Data = ""
+			defaults.RTMP.Listen = "" // one address only, unless --rtmp asks
 			var tmp string
 			defer func() {
 				if tmp != "" {
@@ -58,6 +59,7 @@ func newDemoCmd() *cobra.Command {
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().Lookup("data").DefValue = ""
+	cmd.Flags().Lookup("rtmp").DefValue = ""
 	cmd.Flags().Lookup("data").Usage = "data directory (default: a temporary directory)"
 	return cmd
 }

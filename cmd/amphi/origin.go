@@ -28,6 +28,8 @@ var originFlagKeys = map[string]string{
 	"part-duration":    "segmenter.part_duration",
 	"segment-duration": "segmenter.segment_duration",
 	"hlsjs-url":        "player.hlsjs_url",
+	"rtmp":             "rtmp.listen",
+	"open-ingest":      "ingest.open",
 }
 
 func (f *originFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +43,8 @@ func (f *originFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.cfg.Segmenter.PartDuration, "part-duration", "override the preset's part duration (e.g. 200ms)")
 	fs.Var(&f.cfg.Segmenter.SegmentDuration, "segment-duration", "override the preset's segment duration (e.g. 2s)")
 	fs.StringVar(&f.cfg.Player.HLSJSURL, "hlsjs-url", d.Player.HLSJSURL, "where the player page loads hls.js from")
+	fs.StringVar(&f.cfg.RTMP.Listen, "rtmp", d.RTMP.Listen, `RTMP ingest address ("" turns RTMP off)`)
+	fs.BoolVar(&f.cfg.Ingest.Open, "open-ingest", d.Ingest.Open, "accept publishers for any name without a stream key (development only)")
 }
 
 // load builds the configuration: defaults, file, AMPHI_* environment, flags;
@@ -55,6 +59,9 @@ func (f *originFlags) load(fs *pflag.FlagSet, defaults origin.Config, prepare fu
 	})
 	if err != nil {
 		return cfg, usageError(err)
+	}
+	if cfg.API.Token == "" {
+		cfg.API.Token = os.Getenv("AMPHI_TOKEN")
 	}
 	if prepare != nil {
 		if err := prepare(&cfg); err != nil {
