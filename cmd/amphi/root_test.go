@@ -22,7 +22,7 @@ func TestRootHasSubcommands(t *testing.T) {
 	for _, c := range root.Commands() {
 		names = append(names, c.Name())
 	}
-	for _, want := range []string{"origin", "demo", "version"} {
+	for _, want := range []string{"origin", "demo", "broadcast", "version"} {
 		require.Contains(t, names, want)
 	}
 	require.True(t, root.SilenceUsage)
