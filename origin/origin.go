@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/amphi-live/amphi/internal/llhls"
 	"github.com/amphi-live/amphi/internal/player"
 	"github.com/amphi-live/amphi/segmenter"
@@ -212,8 +214,25 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve is Run on an existing listener.
+// Serve is Run on an existing HTTP listener; RTMP, when rtmp.listen is set,
+// listens on its own address.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var rl net.Listener
+	if s.cfg.RTMP.Listen != "" {
+		var err error
+		if rl, err = net.Listen("tcp", s.cfg.RTMP.Listen); err != nil {
+			ln.Close()
+			s.store.close()
+			return fmt.Errorf("rtmp.listen: %w", err)
+		}
+	}
+	return s.ServeListeners(ctx, ln, rl)
+}
+
+// ServeListeners serves HTTP on httpLn and RTMP on rtmpLn (nil: no RTMP)
+// until ctx ends, then shuts down gracefully: live sessions end, which
+// releases every held request with ENDLIST.
+func (s *Server) ServeListeners(ctx context.Context, httpLn, rtmpLn net.Listener) error {
 	defer s.store.close()
 	srv := &http.Server{
 		Handler: s.mux,
@@ -224,24 +243,33 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.log.Info("origin listening", "addr", ln.Addr().String(), "preset", s.cfg.Segmenter.Preset)
+	s.log.Info("origin listening", "http", httpLn.Addr().String(), "preset", s.cfg.Segmenter.Preset)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	go s.reap(ctx)
-
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if rtmpLn != nil {
+		g.Go(func() error { return s.serveRTMP(gctx, rtmpLn) })
 	}
-	s.endAll()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		srv.Close()
-	}
-	return nil
+	g.Go(func() error {
+		s.reap(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.endAll()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutCtx); err != nil {
+			srv.Close()
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
 func (s *Server) endAll() {
