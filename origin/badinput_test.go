@@ -267,6 +267,8 @@ func badVideoTS(t *testing.T) []byte {
 //	go test -run '^$' -fuzz '^FuzzIngest$' -fuzztime 30s -fuzzminimizetime 0 ./origin
 func FuzzIngest(f *testing.F) {
 	cfg := DefaultConfig()
+	cfg.Ingest.Open = true // the fuzzer publishes without keys
+	cfg.RTMP.Listen = ""
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Data = f.TempDir()
 	cfg.Segmenter.Preset = "low"

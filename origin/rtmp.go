@@ -179,8 +179,12 @@ func (s *Server) serveRTMPConn(conn net.Conn) {
 		switch {
 		case err == nil:
 			continue
-		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		case errors.Is(err, io.EOF):
 			log.Info("rtmp ingest ended by publisher")
+		case errors.Is(err, net.ErrClosed):
+			log.Info("rtmp ingest closed: origin shutting down")
+		case errors.Is(err, segmenter.ErrEnded):
+			log.Info("rtmp ingest cut off: the broadcast was stopped")
 		case errors.As(err, &ne) && ne.Timeout():
 			log.Warn("rtmp ingest dropped: publisher sent nothing", "timeout", timeout)
 		default:

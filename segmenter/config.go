@@ -31,8 +31,21 @@ var Presets = map[string]Config{
 	"scale": {PartDuration: time.Second, SegmentDuration: 4 * time.Second},
 }
 
-// Validate checks the durations and names the field at fault.
+// withDefaults fills the zero durations with the documented defaults.
+func (c Config) withDefaults() Config {
+	if c.PartDuration == 0 {
+		c.PartDuration = 500 * time.Millisecond
+	}
+	if c.SegmentDuration == 0 {
+		c.SegmentDuration = 2 * time.Second
+	}
+	return c
+}
+
+// Validate checks the durations and names the field at fault; zero
+// durations take their defaults.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	switch {
 	case c.PartDuration < 20*time.Millisecond || c.PartDuration > 5*time.Second:
 		return fmt.Errorf("part_duration: %v is outside 20ms..5s", c.PartDuration)

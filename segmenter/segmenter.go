@@ -61,9 +61,11 @@ type Segmenter struct {
 	partsPerSegment int
 	partTarget      time.Duration
 	targetDuration  int
-	window          int
-	retain          int // segments kept downloadable after leaving the window
-	partSegments    int // newest segments whose parts stay listed
+	window          int   // segments listed, at least (see windowSamples)
+	windowSamples   int64 // the listed segments span at least this much
+	keepSamples     int64 // 3 × target duration, in samples: how long part tags stay listed and names stay downloadable after leaving the playlist
+	cfg             Config
+	layoutPending   bool // Opus: parts are sized from the first packet
 
 	started  bool
 	ended    bool
@@ -73,7 +75,7 @@ type Segmenter struct {
 	initName string
 
 	segments []segmentState // complete segments in the window
-	retired  []segmentState // left the window, still downloadable
+	retired  []retiredState // left the window, still downloadable
 	cur      segmentState   // segment in progress
 	part     partState      // part in progress
 	discont  uint64         // discontinuity sequence
@@ -91,6 +93,11 @@ type segmentState struct {
 	parts         []llhls.Part
 	partNames     []string
 	data          []byte
+}
+
+type retiredState struct {
+	names  []string
+	leftAt int64 // s.samples when the segment left the playlist
 }
 
 type partState struct {
@@ -116,22 +123,10 @@ func New(cfg Config, codec Codec, sink Sink, now func() time.Time) (*Segmenter, 
 	}
 	s := &Segmenter{codec: codec, sink: sink, now: now}
 
+	s.cfg = cfg.withDefaults()
 	s.timescale = int64(codec.timescale())
-	frame := codec.nominalFrame()
-	frames := int64(math.Ceil(float64(cfg.PartDuration) * float64(s.timescale) / float64(time.Second) / float64(frame)))
-	s.partSamples = max(1, frames) * frame
-	s.partTarget = samplesToDuration(s.partSamples, s.timescale)
-	s.partsPerSegment = max(1, int(math.Round(float64(cfg.SegmentDuration)/float64(s.partTarget))))
-	segDur := time.Duration(s.partsPerSegment) * s.partTarget
-	s.targetDuration = max(1, int(math.Round(segDur.Seconds())))
-
-	td := time.Duration(s.targetDuration) * time.Second
-	s.window = cfg.Window
-	if s.window == 0 {
-		s.window = max(7, int(math.Ceil(float64(12*td)/float64(segDur))))
-	}
-	s.retain = int(math.Ceil(float64(3*td)/float64(segDur))) + 1
-	s.partSegments = s.retain
+	s.layout(codec.nominalFrame())
+	_, s.layoutPending = codec.(*Opus)
 
 	var err error
 	if s.prefix, err = randomPrefix(); err != nil {
@@ -150,6 +145,30 @@ func New(cfg Config, codec Codec, sink Sink, now func() time.Time) (*Segmenter, 
 	s.pending = append(s.pending, Object{Name: s.initName, Data: buf.Bytes()})
 	s.cur = segmentState{msn: 0}
 	return s, nil
+}
+
+// layout sizes parts, segments and the window for frames of frame samples.
+// Parts hold a whole number of frames, so every full part has the same
+// duration and PART-TARGET is exactly that duration.
+func (s *Segmenter) layout(frame int64) {
+	cfg := s.cfg
+	frames := int64(math.Ceil(float64(cfg.PartDuration) * float64(s.timescale) / float64(time.Second) / float64(frame)))
+	s.partSamples = max(1, frames) * frame
+	s.partTarget = samplesToDuration(s.partSamples, s.timescale)
+	s.partsPerSegment = max(1, int(math.Round(float64(cfg.SegmentDuration)/float64(s.partTarget))))
+	segDur := time.Duration(s.partsPerSegment) * s.partTarget
+	s.targetDuration = max(1, int(math.Round(segDur.Seconds())))
+
+	td := time.Duration(s.targetDuration) * time.Second
+	s.window = cfg.Window
+	if s.window == 0 {
+		s.window = max(7, int(math.Ceil(float64(12*td)/float64(segDur))))
+	}
+	// Short segments (after discontinuities, at the end) must not shrink
+	// the window below what its segment count promises, nor below 3 ×
+	// target duration (§6.2.2).
+	s.windowSamples = max(int64(s.window)*int64(s.partsPerSegment)*s.partSamples, 3*int64(s.targetDuration)*s.timescale)
+	s.keepSamples = 3 * int64(s.targetDuration) * s.timescale
 }
 
 // randomPrefix makes URIs unique per broadcast session, so a restart never
@@ -200,6 +219,13 @@ func (s *Segmenter) write(aus [][]byte) error {
 			continue
 		}
 		d := s.codec.frameSamples(au)
+		if s.layoutPending && d > 0 {
+			// Nothing is published before the first part, so parts can
+			// still be sized to this encoder's packet duration: 60 ms
+			// packets make 240 ms parts rather than 180 ms ones.
+			s.layoutPending = false
+			s.layout(d)
+		}
 		if d <= 0 || d > s.partSamples {
 			return fmt.Errorf("segmenter: access unit of %d samples cannot fit a part of %d", d, s.partSamples)
 		}
@@ -285,23 +311,32 @@ func (s *Segmenter) closeSegment() []string {
 	s.cur = segmentState{msn: seg.msn + 1}
 
 	var removed []string
-	for len(s.segments) > s.window {
+	for len(s.segments) > s.window && s.listedSamples()-s.segments[0].samples >= s.windowSamples {
 		gone := s.segments[0]
 		s.segments = s.segments[1:]
-		s.retired = append(s.retired, gone)
+		names := append([]string{s.segmentName(gone.msn)}, gone.partNames...)
+		s.retired = append(s.retired, retiredState{names: names, leftAt: s.samples})
 		// EXT-X-DISCONTINUITY-SEQUENCE counts the discontinuity tags that
 		// slid out of the playlist (§6.2.2).
 		if gone.discontinuity {
 			s.discont++
 		}
 	}
-	for len(s.retired) > s.retain {
-		old := s.retired[0]
+	// Names stay downloadable 3 × target duration after they left (§6.2.2).
+	for len(s.retired) > 0 && s.samples-s.retired[0].leftAt >= s.keepSamples {
+		removed = append(removed, s.retired[0].names...)
 		s.retired = s.retired[1:]
-		removed = append(removed, s.segmentName(old.msn))
-		removed = append(removed, old.partNames...)
 	}
 	return removed
+}
+
+// listedSamples is the duration of the complete segments in the playlist.
+func (s *Segmenter) listedSamples() int64 {
+	var n int64
+	for i := range s.segments {
+		n += s.segments[i].samples
+	}
+	return n
 }
 
 func (s *Segmenter) segmentName(msn uint64) string {
@@ -376,15 +411,19 @@ func (s *Segmenter) playlist() *llhls.Playlist {
 		pl.MediaSequence = s.cur.msn
 	}
 	pl.Segments = make([]llhls.Segment, len(s.segments))
-	for i := range s.segments {
+	// Part tags stay listed for segments that start within 3 × target
+	// duration of the end of the playlist (§6.2.2 allows removing older ones).
+	fromEnd := s.cur.samples
+	for i := len(s.segments) - 1; i >= 0; i-- {
 		seg := &s.segments[i]
+		fromEnd += seg.samples
 		ps := llhls.Segment{
 			Duration:        samplesToDuration(seg.samples, s.timescale),
 			URI:             s.segmentName(seg.msn),
 			ProgramDateTime: seg.pdt,
 			Discontinuity:   seg.discontinuity,
 		}
-		if len(s.segments)-i <= s.partSegments {
+		if fromEnd-seg.samples < s.keepSamples {
 			ps.Parts = seg.parts
 		}
 		pl.Segments[i] = ps
