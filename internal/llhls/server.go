@@ -58,6 +58,9 @@ type Config struct {
 	SetAge bool
 	// Page serves /live/NAME/ (the player page); nil answers 404.
 	Page http.Handler
+	// Stop, when closed, releases every held request with 503 so that
+	// clients retry elsewhere during a graceful shutdown. Optional.
+	Stop <-chan struct{}
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -191,7 +194,7 @@ func (h *Handler) holdLimit(td time.Duration) time.Duration {
 // waitFor blocks until cond holds for the feed's current snapshot, the
 // request ends, or limit passes. It returns the snapshot that satisfied cond,
 // or nil with the reason.
-func waitFor(ctx context.Context, f *Feed, limit time.Duration, cond func(*Snapshot) bool) (*Snapshot, error) {
+func waitFor(ctx context.Context, stop <-chan struct{}, f *Feed, limit time.Duration, cond func(*Snapshot) bool) (*Snapshot, error) {
 	s := f.Current()
 	if cond(s) {
 		return s, nil
@@ -209,6 +212,8 @@ func waitFor(ctx context.Context, f *Feed, limit time.Duration, cond func(*Snaps
 			return nil, ctx.Err()
 		case <-t.C:
 			return nil, errHoldExpired
+		case <-stop:
+			return nil, errShuttingDown
 		}
 	}
 }
@@ -217,7 +222,10 @@ type holdError string
 
 func (e holdError) Error() string { return string(e) }
 
-const errHoldExpired = holdError("hold expired")
+const (
+	errHoldExpired  = holdError("hold expired")
+	errShuttingDown = holdError("server shutting down")
+)
 
 func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st Stream) {
 	feed := st.Primary()
@@ -226,7 +234,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st S
 		td = h.cfg.DefaultTargetDuration
 	}
 	if st.Multivariant() == nil {
-		_, err := waitFor(r.Context(), feed, h.holdLimit(td), func(*Snapshot) bool { return st.Multivariant() != nil })
+		_, err := waitFor(r.Context(), h.cfg.Stop, feed, h.holdLimit(td), func(*Snapshot) bool { return st.Multivariant() != nil })
 		if err != nil {
 			h.holdFailed(w, r, err, td, "the stream has not produced its first segment yet")
 			return
@@ -260,7 +268,7 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 	}
 
 	var tooFar bool
-	s, err := waitFor(r.Context(), feed, h.holdLimit(td), func(s *Snapshot) bool {
+	s, err := waitFor(r.Context(), h.cfg.Stop, feed, h.holdLimit(td), func(s *Snapshot) bool {
 		if !s.HasContent() && !s.Playlist().Ended {
 			return false
 		}
@@ -372,7 +380,7 @@ func (h *Handler) awaitHinted(w http.ResponseWriter, r *http.Request, st Stream,
 		td = h.cfg.DefaultTargetDuration
 	}
 	var obj *Object
-	_, err := waitFor(r.Context(), feed, h.holdLimit(td), func(s *Snapshot) bool {
+	_, err := waitFor(r.Context(), h.cfg.Stop, feed, h.holdLimit(td), func(s *Snapshot) bool {
 		obj = st.Media(file)
 		return obj != nil || s.Playlist().Ended || st.Hinted(file) == nil
 	})
@@ -391,6 +399,12 @@ func (h *Handler) holdFailed(w http.ResponseWriter, r *http.Request, err error, 
 	if r.Context().Err() != nil {
 		// The client left; nobody reads this. Logged as 499 by convention.
 		h.log.Debug("client left during hold", "path", r.URL.Path, "status", 499)
+		return
+	}
+	if err == errShuttingDown {
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, noStore, "server shutting down; retry")
 		return
 	}
 	w.Header().Set("Retry-After", itoa(max(1, int(td/time.Second))))

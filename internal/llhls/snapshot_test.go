@@ -344,7 +344,7 @@ func TestWaitFor(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := NewFeed(snap(5))
 			start := time.Now()
-			s, err := waitFor(t.Context(), f, time.Second, atLeast(5))
+			s, err := waitFor(t.Context(), nil, f, time.Second, atLeast(5))
 			require.NoError(t, err)
 			require.Same(t, f.Current(), s)
 			require.Zero(t, time.Since(start))
@@ -363,7 +363,7 @@ func TestWaitFor(t *testing.T) {
 			go func() {
 				defer close(done)
 				start := time.Now()
-				got, err = waitFor(t.Context(), f, 10*time.Second, atLeast(3))
+				got, err = waitFor(t.Context(), nil, f, 10*time.Second, atLeast(3))
 				elapsed = time.Since(start)
 			}()
 			time.Sleep(time.Second)
@@ -384,7 +384,7 @@ func TestWaitFor(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := NewFeed(snap(1))
 			start := time.Now()
-			s, err := waitFor(t.Context(), f, 6*time.Second, atLeast(3))
+			s, err := waitFor(t.Context(), nil, f, 6*time.Second, atLeast(3))
 			require.ErrorIs(t, err, errHoldExpired)
 			require.Nil(t, s)
 			require.Equal(t, 6*time.Second, time.Since(start))
@@ -407,7 +407,7 @@ func TestWaitFor(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			_, err := waitFor(t.Context(), f, 3*time.Second, atLeast(3))
+			_, err := waitFor(t.Context(), nil, f, 3*time.Second, atLeast(3))
 			require.ErrorIs(t, err, errHoldExpired)
 			require.Equal(t, 3*time.Second, time.Since(start))
 		})
@@ -419,7 +419,7 @@ func TestWaitFor(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			time.AfterFunc(time.Second, cancel)
 			start := time.Now()
-			s, err := waitFor(ctx, f, time.Minute, atLeast(3))
+			s, err := waitFor(ctx, nil, f, time.Minute, atLeast(3))
 			require.ErrorIs(t, err, context.Canceled)
 			require.Nil(t, s)
 			require.Equal(t, time.Second, time.Since(start))

@@ -1,0 +1,272 @@
+// Package edge is amphi's CDN edge cache: it mounts the same LL-HLS serving
+// core as the origin (internal/llhls) over an HTTP upstream, so that many
+// listeners cost the upstream one fill per playlist update and per object.
+//
+// The layers: upstream.go talks to the configured upstreams with failover;
+// cache.go is a byte-bounded LRU of immutable objects; stream.go collapses
+// concurrent misses onto one detached fetch; tracker.go follows each live
+// media playlist with blocking reloads and wakes held listeners.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/amphi-live/amphi/internal/llhls"
+	"github.com/amphi-live/amphi/internal/player"
+)
+
+// runtimeConfig is Config resolved into what the components use.
+type runtimeConfig struct {
+	fetchTimeout time.Duration
+	idleAfter    time.Duration
+	negativeTTL  time.Duration
+}
+
+// Edge is the edge cache server. Create it with New; serve with Serve.
+type Edge struct {
+	cfg     runtimeConfig
+	conf    Config
+	log     *slog.Logger
+	up      *upstreams
+	cache   *cache
+	flight  flightGroup
+	core    *llhls.Handler
+	mux     *http.ServeMux
+	metrics *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	streams  map[string]*stream
+	negative map[string]time.Time // unknown broadcast -> until when
+	mvFlight singleflight.Group
+}
+
+// New validates cfg and builds an Edge. logger defaults to slog.Default().
+func New(cfg Config, logger *slog.Logger) (*Edge, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	log := logger.With("component", "edge")
+	up, err := newUpstreams(cfg.Upstreams, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Edge{
+		cfg: runtimeConfig{
+			fetchTimeout: time.Duration(cfg.FetchTimeout),
+			idleAfter:    time.Duration(cfg.TrackerIdle),
+			negativeTTL:  time.Duration(cfg.NegativeTTL),
+		},
+		conf:     cfg,
+		log:      log,
+		up:       up,
+		cache:    newCache(int64(cfg.CacheSize)),
+		flight:   &singleflight.Group{},
+		mux:      http.NewServeMux(),
+		ctx:      ctx,
+		cancel:   cancel,
+		streams:  make(map[string]*stream),
+		negative: make(map[string]time.Time),
+	}
+	e.metrics = newMetrics(e)
+	up.count = func(kind string) { e.metrics.upstream.WithLabelValues(kind).Inc() }
+	e.core, err = llhls.NewHandler(llhls.Config{
+		Catalog:               catalog{e},
+		DefaultTargetDuration: 2 * time.Second,
+		SetAge:                true,
+		Stop:                  ctx.Done(),
+		Page:                  &player.Page{HLSJSURL: cfg.Player.HLSJSURL},
+		Logger:                log,
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	e.mux.Handle("/live/", e.metrics.instrument(e.core))
+	e.mux.Handle("GET /metrics", e.metrics.handler())
+	e.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	return e, nil
+}
+
+// Handler returns the edge's HTTP handler.
+func (e *Edge) Handler() http.Handler { return e.mux }
+
+// catalog adapts Edge to llhls.Catalog.
+type catalog struct{ e *Edge }
+
+// Stream returns the broadcast name, fetching its multivariant playlist
+// from upstream on first use. Names the upstream does not know are
+// remembered for NegativeTTL, so a flood of random names costs the upstream
+// at most one request per name per TTL.
+func (c catalog) Stream(name string) llhls.Stream {
+	e := c.e
+	e.mu.Lock()
+	if s, ok := e.streams[name]; ok {
+		e.mu.Unlock()
+		return s
+	}
+	if until, ok := e.negative[name]; ok && time.Now().Before(until) {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+
+	v, _, _ := e.mvFlight.Do(name, func() (any, error) {
+		ctx, cancel := context.WithTimeout(e.ctx, 2*e.cfg.fetchTimeout)
+		defer cancel()
+		res, err := e.up.get(ctx, "multivariant", name, "index.m3u8", "", e.cfg.fetchTimeout)
+		if err != nil || res.status != http.StatusOK {
+			e.mu.Lock()
+			e.negative[name] = time.Now().Add(e.cfg.negativeTTL)
+			e.pruneNegativeLocked()
+			e.mu.Unlock()
+			return nil, err
+		}
+		s := &stream{
+			e:        e,
+			name:     name,
+			mv:       &llhls.Object{Data: res.body, ContentType: "application/vnd.apple.mpegurl", Created: time.Now().Add(-res.age)},
+			primary:  firstMediaPlaylist(res.body),
+			trackers: make(map[string]*tracker),
+		}
+		e.mu.Lock()
+		e.streams[name] = s
+		e.mu.Unlock()
+		return s, nil
+	})
+	s, _ := v.(*stream)
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// pruneNegativeLocked bounds the negative cache.
+func (e *Edge) pruneNegativeLocked() {
+	if len(e.negative) < 10000 {
+		return
+	}
+	now := time.Now()
+	for k, until := range e.negative {
+		if now.After(until) {
+			delete(e.negative, k)
+		}
+	}
+}
+
+// firstMediaPlaylist returns the first playlist URI a multivariant playlist
+// lists (an EXT-X-MEDIA URI or a variant line), if it is a plain file name.
+func firstMediaPlaylist(mv []byte) string {
+	for _, line := range strings.Split(string(mv), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if line[0] != '#' {
+			if strings.HasSuffix(line, ".m3u8") && !strings.Contains(line, "/") {
+				return line
+			}
+			continue
+		}
+		if strings.HasPrefix(line, "#EXT-X-MEDIA:") {
+			if i := strings.Index(line, `URI="`); i >= 0 {
+				uri, _, _ := strings.Cut(line[i+5:], `"`)
+				if strings.HasSuffix(uri, ".m3u8") && !strings.Contains(uri, "/") {
+					return uri
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// Serve serves on ln until ctx ends, then shuts down: held requests are
+// released and the trackers stop.
+func (e *Edge) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler: e.mux,
+		// No WriteTimeout: holds last up to 3 target durations; the core
+		// sets a per-response write deadline instead.
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	e.log.Info("edge listening", "addr", ln.Addr().String(), "upstreams", strings.Join(e.conf.Upstreams, ","))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(limitListener(ln, e.conf.MaxConns)); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		e.janitor(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		e.cancel() // trackers stop; their feeds stay as they were
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shut); err != nil {
+			srv.Close()
+		}
+		e.wg.Wait()
+		return nil
+	})
+	return g.Wait()
+}
+
+// Run listens on cfg.Listen and serves until ctx ends.
+func (e *Edge) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", e.conf.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return e.Serve(ctx, ln)
+}
+
+// janitor forgets streams whose trackers have all stopped.
+func (e *Edge) janitor(ctx context.Context) {
+	t := time.NewTicker(e.cfg.idleAfter)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		for name, s := range e.streams {
+			s.mu.Lock()
+			idle := len(s.trackers) == 0
+			s.mu.Unlock()
+			if idle {
+				delete(e.streams, name)
+			}
+		}
+		e.mu.Unlock()
+	}
+}

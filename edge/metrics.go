@@ -1,0 +1,158 @@
+package edge
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the edge's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	hits        prometheus.Counter
+	misses      prometheus.Counter
+	collapsed   prometheus.Counter
+	hintFetches prometheus.Counter
+	upstream    *prometheus.CounterVec
+	held        prometheus.Gauge
+	listeners   *prometheus.GaugeVec
+	delivery    prometheus.Histogram
+}
+
+func newMetrics(e *Edge) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "amphi_edge_requests_total", Help: "Client requests by kind and status code.",
+		}, []string{"kind", "code"}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amphi_edge_cache_hits_total", Help: "Media requests answered from the cache.",
+		}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amphi_edge_cache_misses_total", Help: "Media requests that needed an upstream fetch.",
+		}),
+		collapsed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amphi_edge_collapsed_total", Help: "Media requests that joined another request's upstream fetch.",
+		}),
+		hintFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amphi_edge_hint_prefetches_total", Help: "Preload-hinted parts fetched ahead of listeners.",
+		}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "amphi_edge_upstream_requests_total", Help: "Requests sent upstream by kind.",
+		}, []string{"kind"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "amphi_edge_held_requests", Help: "Blocking playlist requests being held now.",
+		}),
+		listeners: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "amphi_edge_active_listeners", Help: "Playlist requests in flight per broadcast (about one per LL-HLS listener).",
+		}, []string{"broadcast"}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "amphi_edge_part_delivery_delay_seconds",
+			Help:    "Delay between a part's arrival from upstream and its delivery to a listener.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.hits, m.misses, m.collapsed, m.hintFetches, m.upstream, m.held, m.listeners, m.delivery,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "amphi_edge_cache_bytes", Help: "Bytes held in the media cache.",
+		}, func() float64 { b, _ := e.cache.size(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "amphi_edge_cache_objects", Help: "Objects held in the media cache.",
+		}, func() float64 { _, n := e.cache.size(); return float64(n) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// requestKind classifies /live/NAME/FILE requests for the metrics.
+func requestKind(r *http.Request) (kind, broadcast string) {
+	rest := strings.TrimPrefix(r.URL.Path, "/live/")
+	broadcast, file, _ := strings.Cut(rest, "/")
+	switch {
+	case file == "":
+		return "page", broadcast
+	case file == "index.m3u8":
+		return "multivariant", broadcast
+	case strings.HasSuffix(file, ".m3u8"):
+		if strings.Contains(r.URL.RawQuery, "_HLS_msn=") {
+			return "blocking_playlist", broadcast
+		}
+		return "playlist", broadcast
+	}
+	return "media", broadcast
+}
+
+// instrument counts requests by kind and status, and tracks held requests
+// and listeners per broadcast.
+func (m *metrics) instrument(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind, broadcast := requestKind(r)
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		playlist := kind == "playlist" || kind == "blocking_playlist"
+		if kind == "blocking_playlist" {
+			m.held.Inc()
+		}
+		var g prometheus.Gauge
+		if playlist && validBroadcastLabel(broadcast) {
+			g = m.listeners.WithLabelValues(broadcast)
+			g.Inc()
+		}
+		h.ServeHTTP(sw, r)
+		if kind == "blocking_playlist" {
+			m.held.Dec()
+		}
+		if g != nil {
+			g.Dec()
+		}
+		m.requests.WithLabelValues(kind, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+// validBroadcastLabel keeps random names out of the label set.
+func validBroadcastLabel(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// observeDelivery records a part served created ago.
+func (m *metrics) observeDelivery(created time.Time) {
+	if !created.IsZero() {
+		m.delivery.Observe(time.Since(created).Seconds())
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection (per-write
+// deadlines, flushing).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,229 @@
+package edge
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/amphi-live/amphi/internal/llhls"
+)
+
+// stream is one broadcast as the edge serves it: the multivariant playlist,
+// a tracker per media playlist that listeners ask for, and media from the
+// shared cache. It implements llhls.Stream.
+type stream struct {
+	e    *Edge
+	name string
+	mv   *llhls.Object
+	// primary is the first media playlist the multivariant lists.
+	primary string
+
+	mu       sync.Mutex
+	trackers map[string]*tracker
+}
+
+// Multivariant implements llhls.Stream.
+func (s *stream) Multivariant() *llhls.Object { return s.mv }
+
+// Primary implements llhls.Stream.
+func (s *stream) Primary() *llhls.Feed {
+	if t := s.tracker(s.primary); t != nil {
+		return t.feed
+	}
+	// No media playlist: a feed that never changes; waits end in 503.
+	return llhls.NewFeed(llhls.NewSnapshot(&llhls.Playlist{}, time.Now()))
+}
+
+// Playlist implements llhls.Stream: it starts following file upstream on
+// first use and waits (bounded) for its first version.
+func (s *stream) Playlist(file string) *llhls.Feed {
+	t := s.tracker(file)
+	if t == nil {
+		return nil
+	}
+	select {
+	case <-t.ready:
+	case <-time.After(s.e.cfg.fetchTimeout + time.Second):
+	}
+	if t.status != 0 && t.status != http.StatusOK {
+		return nil
+	}
+	return t.feed
+}
+
+// tracker returns the running tracker of file, starting one if needed.
+func (s *stream) tracker(file string) *tracker {
+	if file == "" || !strings.HasSuffix(file, ".m3u8") || file == "index.m3u8" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.trackers[file]; ok {
+		select {
+		case <-t.ready:
+			if t.status != http.StatusOK {
+				// A failed first fetch is forgotten after the negative TTL.
+				break
+			}
+			t.touch()
+			return t
+		default:
+			t.touch()
+			return t
+		}
+		if time.Since(time.Unix(0, t.lastUsed.Load())) < s.e.cfg.negativeTTL {
+			return t
+		}
+	}
+	t := newTracker(s, file)
+	s.trackers[file] = t
+	s.e.wg.Go(func() {
+		t.run(s.e.ctx)
+		s.mu.Lock()
+		if s.trackers[file] == t && t.status == http.StatusOK {
+			delete(s.trackers, file)
+		}
+		s.mu.Unlock()
+		select {
+		case <-t.ready:
+		default:
+			close(t.ready)
+		}
+	})
+	return t
+}
+
+// Media implements llhls.Stream: a cache hit, or one collapsed upstream
+// fetch that a departing client cannot cancel. The preload-hinted part is
+// not fetched here: the tracker is already fetching it ahead.
+func (s *stream) Media(file string) *llhls.Object {
+	if o := s.e.cache.get(s.key(file)); o != nil {
+		s.e.metrics.hits.Inc()
+		if s.isLivePart(file) {
+			s.e.metrics.observeDelivery(o.Created)
+		}
+		return o
+	}
+	if s.Hinted(file) != nil {
+		return nil
+	}
+	s.e.metrics.misses.Inc()
+	return s.fetch(file)
+}
+
+// Hinted implements llhls.Stream.
+func (s *stream) Hinted(file string) *llhls.Feed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.trackers {
+		if t.feed.Current().Playlist().PreloadHint == file {
+			return t.feed
+		}
+	}
+	return nil
+}
+
+// isLivePart reports whether file is a part at the live edge of a followed
+// playlist: the parts whose delivery delay the histogram measures.
+func (s *stream) isLivePart(file string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.trackers {
+		for _, p := range t.feed.Current().Playlist().Parts {
+			if p.URI == file {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *stream) key(file string) string { return s.name + "/" + file }
+
+// fetch gets file through the collapsing fetch layer and returns it, or nil
+// when the upstream does not have it.
+func (s *stream) fetch(file string) *llhls.Object {
+	ch := s.e.flight.DoChan(s.key(file), func() (any, error) {
+		return s.fill(file)
+	})
+	select {
+	case r := <-ch:
+		if r.Shared {
+			s.e.metrics.collapsed.Inc()
+		}
+		o, _ := r.Val.(*llhls.Object)
+		return o
+	case <-time.After(2 * s.e.cfg.fetchTimeout):
+		return nil
+	}
+}
+
+// fill runs detached from any client: it re-checks the cache, fetches, and
+// stores immutable objects.
+func (s *stream) fill(file string) (*llhls.Object, error) {
+	if o := s.e.cache.get(s.key(file)); o != nil {
+		return o, nil
+	}
+	ctx, cancel := context.WithTimeout(s.e.ctx, s.e.cfg.fetchTimeout*4)
+	defer cancel()
+	res, err := s.e.up.get(ctx, "media", s.name, file, "", s.e.cfg.fetchTimeout*4)
+	if err != nil || res.status != http.StatusOK {
+		return nil, err
+	}
+	o := &llhls.Object{Data: res.body, ContentType: mediaType(file), Created: time.Now().Add(-res.age)}
+	s.e.cache.add(s.key(file), o)
+	return o, nil
+}
+
+// prefetch fetches file ahead of listeners. hinted marks the preload hint:
+// the upstream holds that request until the part exists.
+func (s *stream) prefetch(file string, hinted bool) {
+	if s.e.cache.get(s.key(file)) != nil {
+		return
+	}
+	if hinted {
+		s.e.metrics.hintFetches.Inc()
+	}
+	s.fetch(file)
+}
+
+// prefetchNew fetches the newest parts and the last segment of pl, so the
+// first listener to ask for them finds them cached.
+func (s *stream) prefetchNew(pl *llhls.Playlist) {
+	if pl.MapURI != "" {
+		go s.prefetch(pl.MapURI, false)
+	}
+	for _, p := range pl.Parts {
+		go s.prefetch(p.URI, false)
+	}
+	if n := len(pl.Segments); n > 0 {
+		last := pl.Segments[n-1]
+		for _, p := range last.Parts {
+			go s.prefetch(p.URI, false)
+		}
+	}
+}
+
+func mediaType(file string) string {
+	switch {
+	case strings.HasSuffix(file, ".ts"):
+		return "video/mp2t"
+	case strings.HasSuffix(file, ".aac"):
+		return "audio/aac"
+	case strings.HasSuffix(file, ".mp4"), strings.HasSuffix(file, ".m4s"), strings.HasSuffix(file, ".m4a"):
+		return "audio/mp4"
+	}
+	return "application/octet-stream"
+}
+
+var _ llhls.Stream = (*stream)(nil)
+
+// flightGroup is the collapsing fetch layer's seam; singleflight.Group is
+// the production one.
+type flightGroup interface {
+	DoChan(key string, fn func() (any, error)) <-chan singleflight.Result
+}
