@@ -2,12 +2,11 @@ package edge
 
 import (
 	"fmt"
-	"net"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/amphi-live/amphi/internal/config"
+	"github.com/amphi-live/amphi/internal/httpserve"
 )
 
 // Config is the edge's configuration. The YAML keys are those of
@@ -64,10 +63,8 @@ func DefaultConfig() Config {
 
 // Validate checks the configuration; errors name the offending key.
 func (c *Config) Validate() error {
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("listen: %q is not a host:port address: %w", c.Listen, err)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("listen: %q has no valid port", c.Listen)
+	if !httpserve.ValidAddr(c.Listen) {
+		return fmt.Errorf("listen: %q is not a host:port address", c.Listen)
 	}
 	if len(c.Upstreams) == 0 {
 		return fmt.Errorf("upstreams: at least one upstream URL is required (--upstream)")

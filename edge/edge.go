@@ -10,7 +10,6 @@ package edge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/amphi-live/amphi/internal/httpserve"
 	"github.com/amphi-live/amphi/internal/llhls"
 	"github.com/amphi-live/amphi/internal/player"
 )
@@ -102,10 +102,7 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 	}
 	e.mux.Handle("/live/", e.metrics.instrument(e.core))
 	e.mux.Handle("GET /metrics", e.metrics.handler())
-	e.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
-	})
+	e.mux.HandleFunc("GET /healthz", httpserve.Health)
 	return e, nil
 }
 
@@ -204,39 +201,20 @@ func firstMediaPlaylist(mv []byte) string {
 // Serve serves on ln until ctx ends, then shuts down: held requests are
 // released and the trackers stop.
 func (e *Edge) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler: e.mux,
-		// No WriteTimeout: holds last up to 3 target durations; the core
-		// sets a per-response write deadline instead.
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-	}
+	srv := httpserve.NewServer(e.mux, 8<<10, e.log)
 	e.log.Info("edge listening", "addr", ln.Addr().String(), "upstreams", strings.Join(e.conf.Upstreams, ","))
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(limitListener(ln, e.conf.MaxConns)); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	// Before shutting down, e.cancel stops the trackers and releases every
+	// held request with 503, so listeners retry on another edge at once.
+	g.Go(func() error { return httpserve.Serve(gctx, srv, limitListener(ln, e.conf.MaxConns), e.cancel) })
 	g.Go(func() error {
 		e.janitor(gctx)
 		return nil
 	})
-	g.Go(func() error {
-		<-gctx.Done()
-		e.cancel() // trackers stop; their feeds stay as they were
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(shut); err != nil {
-			srv.Close()
-		}
-		e.wg.Wait()
-		return nil
-	})
-	return g.Wait()
+	err := g.Wait()
+	e.cancel()
+	e.wg.Wait()
+	return err
 }
 
 // Run listens on cfg.Listen and serves until ctx ends.

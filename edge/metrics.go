@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/amphi-live/amphi/internal/llhls"
 )
 
 // metrics are the edge's Prometheus metrics, on a registry of its own.
@@ -104,7 +106,7 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 			m.held.Inc()
 		}
 		var g prometheus.Gauge
-		if playlist && validBroadcastLabel(broadcast) {
+		if playlist && llhls.ValidName(broadcast) { // random names stay out of the label set
 			g = m.listeners.WithLabelValues(broadcast)
 			g.Inc()
 		}
@@ -117,20 +119,6 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		}
 		m.requests.WithLabelValues(kind, strconv.Itoa(sw.code)).Inc()
 	})
-}
-
-// validBroadcastLabel keeps random names out of the label set.
-func validBroadcastLabel(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // observeDelivery records a part served created ago.

@@ -2,11 +2,10 @@ package origin
 
 import (
 	"fmt"
-	"net"
 	"net/url"
-	"strconv"
 	"time"
 
+	"github.com/amphi-live/amphi/internal/httpserve"
 	"github.com/amphi-live/amphi/segmenter"
 )
 
@@ -102,10 +101,8 @@ func DefaultConfig() Config {
 
 // Validate checks the configuration; errors name the offending key.
 func (c *Config) Validate() error {
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("listen: %q is not a host:port address: %w", c.Listen, err)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("listen: %q has no valid port", c.Listen)
+	if !httpserve.ValidAddr(c.Listen) {
+		return fmt.Errorf("listen: %q is not a host:port address", c.Listen)
 	}
 	if c.Data == "" {
 		return fmt.Errorf("data: must name a directory")
@@ -130,10 +127,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ingest.reconnect_grace: must be positive")
 	}
 	if c.RTMP.Listen != "" {
-		if _, port, err := net.SplitHostPort(c.RTMP.Listen); err != nil {
-			return fmt.Errorf("rtmp.listen: %q is not a host:port address: %w", c.RTMP.Listen, err)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			return fmt.Errorf("rtmp.listen: %q has no valid port", c.RTMP.Listen)
+		if !httpserve.ValidAddr(c.RTMP.Listen) {
+			return fmt.Errorf("rtmp.listen: %q is not a host:port address", c.RTMP.Listen)
 		}
 	}
 	if c.Ingest.MaxStreams <= 0 {

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/amphi-live/amphi/internal/httpserve"
 	"github.com/amphi-live/amphi/internal/llhls"
 	"github.com/amphi-live/amphi/internal/player"
 	"github.com/amphi-live/amphi/segmenter"
@@ -93,10 +94,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.core.Register(s.mux)
 	s.mux.HandleFunc("/ingest/{name}", s.handleIngest)
 	s.registerAPI(s.mux)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
-	})
+	s.mux.HandleFunc("GET /healthz", httpserve.Health)
 	return s, nil
 }
 
@@ -234,39 +232,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // releases every held request with ENDLIST.
 func (s *Server) ServeListeners(ctx context.Context, httpLn, rtmpLn net.Listener) error {
 	defer s.store.close()
-	srv := &http.Server{
-		Handler: s.mux,
-		// No WriteTimeout: playlist holds last up to 3 target durations and
-		// the serving core sets a per-response write deadline instead.
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	srv := httpserve.NewServer(s.mux, 16<<10, s.log)
 	s.log.Info("origin listening", "http", httpLn.Addr().String(), "preset", s.cfg.Segmenter.Preset)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	g.Go(func() error { return httpserve.Serve(gctx, srv, httpLn, s.endAll) })
 	if rtmpLn != nil {
 		g.Go(func() error { return s.serveRTMP(gctx, rtmpLn) })
 	}
 	g.Go(func() error {
 		s.reap(gctx)
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		s.endAll()
-		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(shutCtx); err != nil {
-			srv.Close()
-		}
 		return nil
 	})
 	return g.Wait()

@@ -1,0 +1,73 @@
+// Package httpserve holds the HTTP server plumbing the origin and the edge
+// share: timeouts fit for held requests, a health endpoint, and serving
+// until a context ends with a bounded graceful shutdown.
+package httpserve
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// NewServer returns an http.Server for handler with no global WriteTimeout:
+// LL-HLS holds last up to 3 target durations, and the serving core sets a
+// per-response write deadline instead (STYLE.md).
+func NewServer(handler http.Handler, maxHeaderBytes int, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Serve serves srv on ln until ctx ends. Then it calls beforeShutdown (to
+// release held requests) and shuts srv down, waiting at most 5 s for
+// requests in flight.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, beforeShutdown func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	if beforeShutdown != nil {
+		beforeShutdown()
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// Health answers GET /healthz with "ok".
+func Health(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte("ok\n"))
+}
+
+// ValidAddr reports whether addr is host:port with a numeric port.
+func ValidAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return false
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(port) <= 5
+}
