@@ -47,9 +47,16 @@ func (s *stream) Playlist(file string) *llhls.Feed {
 	}
 	select {
 	case <-t.ready:
-	case <-time.After(s.e.cfg.fetchTimeout + time.Second):
+	default:
+		// Only the first listeners of a playlist wait for its first fill.
+		timer := time.NewTimer(s.e.cfg.fetchTimeout + time.Second)
+		select {
+		case <-t.ready:
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
-	if t.status != 0 && t.status != http.StatusOK {
+	if st := t.status.Load(); st != 0 && st != http.StatusOK {
 		return nil
 	}
 	return t.feed
@@ -65,7 +72,7 @@ func (s *stream) tracker(file string) *tracker {
 	if t, ok := s.trackers[file]; ok {
 		select {
 		case <-t.ready:
-			if t.status != http.StatusOK {
+			if t.status.Load() != http.StatusOK {
 				// A failed first fetch is forgotten after the negative TTL.
 				break
 			}
@@ -84,7 +91,7 @@ func (s *stream) tracker(file string) *tracker {
 	s.e.wg.Go(func() {
 		t.run(s.e.ctx)
 		s.mu.Lock()
-		if s.trackers[file] == t && t.status == http.StatusOK {
+		if s.trackers[file] == t && t.status.Load() == http.StatusOK {
 			delete(s.trackers, file)
 		}
 		s.mu.Unlock()

@@ -21,7 +21,7 @@ type tracker struct {
 	feed *llhls.Feed
 
 	ready    chan struct{} // closed after the first fetch, good or bad
-	status   int           // of the first fetch; guarded by ready
+	status   atomic.Int32  // HTTP status of the first fetch; 0 before it
 	lastUsed atomic.Int64  // unix nanoseconds
 }
 
@@ -80,9 +80,9 @@ func (t *tracker) run(ctx context.Context) {
 		if first {
 			first = false
 			if err == nil {
-				t.status = res.status
+				t.status.Store(int32(res.status))
 			} else {
-				t.status = http.StatusBadGateway
+				t.status.Store(http.StatusBadGateway)
 			}
 			if err != nil || res.status != http.StatusOK {
 				close(t.ready)
