@@ -18,6 +18,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/amphi-live/amphi/edge"
 	"github.com/amphi-live/amphi/origin"
 	"github.com/amphi-live/amphi/segmenter"
 )
@@ -28,29 +29,38 @@ import (
 // One iteration is a 10 s broadcast with the low preset; run it with
 //
 //	go test -run '^$' -bench HoldWake -benchtime 1x ./bench
+//
+// The tier=edge cases put an amphi edge between the listeners and the
+// origin, in the same run, so the two columns compare.
 func BenchmarkHoldWake(b *testing.B) {
-	for _, listeners := range []int{1, 100, 500} {
-		b.Run(fmt.Sprintf("listeners=%d", listeners), func(b *testing.B) {
-			var all []time.Duration
-			for range b.N {
-				all = append(all, holdWakeRun(b, listeners, 10*time.Second)...)
-			}
-			if len(all) == 0 {
-				b.Fatal("no part arrived")
-			}
-			slices.Sort(all)
-			q := func(p float64) float64 {
-				return float64(all[int(p*float64(len(all)-1))].Microseconds())
-			}
-			b.ReportMetric(q(0.5), "p50-µs")
-			b.ReportMetric(q(0.99), "p99-µs")
-			b.ReportMetric(float64(all[len(all)-1].Microseconds()), "max-µs")
-			b.ReportMetric(float64(len(all)), "deliveries")
-		})
+	for _, tier := range []string{"origin", "edge"} {
+		for _, listeners := range []int{1, 100, 500} {
+			b.Run(fmt.Sprintf("tier=%s/listeners=%d", tier, listeners), func(b *testing.B) {
+				benchHoldWake(b, tier == "edge", listeners)
+			})
+		}
 	}
 }
 
-func holdWakeRun(b *testing.B, listeners int, d time.Duration) []time.Duration {
+func benchHoldWake(b *testing.B, viaEdge bool, listeners int) {
+	var all []time.Duration
+	for range b.N {
+		all = append(all, holdWakeRun(b, viaEdge, listeners, 10*time.Second)...)
+	}
+	if len(all) == 0 {
+		b.Fatal("no part arrived")
+	}
+	slices.Sort(all)
+	q := func(p float64) float64 {
+		return float64(all[int(p*float64(len(all)-1))].Microseconds())
+	}
+	b.ReportMetric(q(0.5), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(float64(all[len(all)-1].Microseconds()), "max-µs")
+	b.ReportMetric(float64(len(all)), "deliveries")
+}
+
+func holdWakeRun(b *testing.B, viaEdge bool, listeners int, d time.Duration) []time.Duration {
 	cfg := origin.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Data = b.TempDir()
@@ -102,6 +112,9 @@ func holdWakeRun(b *testing.B, listeners int, d time.Duration) []time.Duration {
 	}()
 
 	url := "http://" + ln.Addr().String() + "/live/bench/audio.m3u8"
+	if viaEdge {
+		url = startEdge(b, ctx, "http://"+ln.Addr().String()) + "/live/bench/audio.m3u8"
+	}
 	var lmu sync.Mutex
 	var lat []time.Duration
 	var wg sync.WaitGroup
@@ -140,4 +153,22 @@ func holdWakeRun(b *testing.B, listeners int, d time.Duration) []time.Duration {
 	cancel()
 	<-served
 	return lat
+}
+
+// startEdge runs an amphi edge in front of upstream until ctx ends and
+// returns its base URL.
+func startEdge(b *testing.B, ctx context.Context, upstream string) string {
+	cfg := edge.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Upstreams = []string{upstream}
+	e, err := edge.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go e.Serve(ctx, ln) //nolint:errcheck // ends with ctx
+	return "http://" + ln.Addr().String()
 }
