@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newOriginCmd(), newEdgeCmd(), newDemoCmd(), newBroadcastCmd(), newCheckCmd(), newVersionCmd())
+	root.AddCommand(newOriginCmd(), newEdgeCmd(), newDemoCmd(), newBroadcastCmd(), newCheckCmd(), newLoadtestCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,278 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func testTarget(t *testing.T, rawURL string) *target {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	tg, err := newTarget(context.Background(), u)
+	require.NoError(t, err)
+	return tg
+}
+
+func soon() time.Time { return time.Now().Add(5 * time.Second) }
+
+// rawServer answers every connection with handle, for responses net/http
+// would not produce.
+func rawServer(t *testing.T, handle func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c, bufio.NewReader(c))
+			})
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// readRequest consumes one request head.
+func readRequest(br *bufio.Reader) bool {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return false
+		}
+		if line == "\r\n" {
+			return true
+		}
+	}
+}
+
+func TestConnKeepsOneConnectionAlive(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(r.URL.RequestURI()))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newConn(testTarget(t, srv.URL), netip.Addr{})
+	defer c.close()
+	var body []byte
+	for i := range 20 {
+		path := "/x?_HLS_msn=" + string(rune('a'+i))
+		res, err := c.get(soon(), []byte(path), &body)
+		require.NoError(t, err)
+		require.Equal(t, 200, res.status)
+		require.Equal(t, path, string(body))
+		require.EqualValues(t, len(path), res.n)
+		require.False(t, res.held.Before(res.sent))
+	}
+	require.EqualValues(t, 1, conns.Load())
+}
+
+func TestConnReadsChunkedBodies(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for _, s := range []string{"#EXTM3U\n", strings.Repeat("x", 5000), "\nend"} {
+			w.Write([]byte(s))
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	c := newConn(testTarget(t, srv.URL), netip.Addr{})
+	defer c.close()
+	var body []byte
+	for range 2 {
+		res, err := c.get(soon(), []byte("/"), &body)
+		require.NoError(t, err)
+		require.Equal(t, "#EXTM3U\n"+strings.Repeat("x", 5000)+"\nend", string(body))
+		// Dropped bodies are counted the same.
+		res, err = c.get(soon(), []byte("/"), nil)
+		require.NoError(t, err)
+		require.EqualValues(t, 5012, res.n)
+	}
+}
+
+func TestConnResponseShapes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer string
+		status int
+		body   string
+		err    errKind // -1: none
+	}{
+		{"until close", "HTTP/1.0 200 OK\r\n\r\nhello", 200, "hello", -1},
+		{"early hints first", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", -1},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", 204, "", -1},
+		{"not found", "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope", 404, "nope", -1},
+		{"not http", "SSH-2.0-OpenSSH\r\n", 0, "", errKindBadResponse},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", 0, "", errKindBadResponse},
+		{"cut short", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 200, "", errKindClosed},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 200, "", errKindBadResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+				if readRequest(br) {
+					c.Write([]byte(tc.answer))
+				}
+			})
+			c := newConn(testTarget(t, addr), netip.Addr{})
+			defer c.close()
+			var body []byte
+			res, err := c.get(soon(), []byte("/"), &body)
+			if tc.err >= 0 {
+				require.Error(t, err)
+				require.Equal(t, tc.err, classify(err), "%v", err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.status, res.status)
+			require.Equal(t, tc.body, string(body))
+		})
+	}
+}
+
+func TestConnRedialsAStaleKeepAliveConnection(t *testing.T) {
+	// The server answers one request per connection, then closes without
+	// saying so: the next request on it fails before any answer and is
+	// retried on a fresh connection.
+	var conns atomic.Int64
+	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		if readRequest(br) {
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		}
+	})
+	c := newConn(testTarget(t, addr), netip.Addr{})
+	defer c.close()
+	for range 3 {
+		res, err := c.get(soon(), []byte("/"), nil)
+		require.NoError(t, err)
+		require.Equal(t, 200, res.status)
+		time.Sleep(10 * time.Millisecond) // let the close land
+	}
+	require.EqualValues(t, 3, conns.Load())
+}
+
+func TestConnFailures(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		ln.Close()
+		c := newConn(testTarget(t, "http://"+addr), netip.Addr{})
+		_, err = c.get(soon(), []byte("/"), nil)
+		require.Equal(t, errKindRefused, classify(err), "%v", err)
+	})
+	t.Run("timeout", func(t *testing.T) {
+		addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+			readRequest(br)
+			time.Sleep(time.Second)
+		})
+		c := newConn(testTarget(t, addr), netip.Addr{})
+		_, err := c.get(time.Now().Add(100*time.Millisecond), []byte("/"), nil)
+		require.Equal(t, errKindTimeout, classify(err), "%v", err)
+	})
+	t.Run("closed by the listener", func(t *testing.T) {
+		addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+			readRequest(br)
+			time.Sleep(time.Second)
+		})
+		c := newConn(testTarget(t, addr), netip.Addr{})
+		time.AfterFunc(50*time.Millisecond, c.close)
+		_, err := c.get(soon(), []byte("/"), nil)
+		require.Error(t, err)
+		_, err = c.get(soon(), []byte("/"), nil)
+		require.ErrorIs(t, err, errClosed)
+	})
+}
+
+func TestConnUsesItsSourceAddress(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		w.Write([]byte(host))
+	}))
+	defer srv.Close()
+	c := newConn(testTarget(t, srv.URL), netip.MustParseAddr("127.0.0.7"))
+	defer c.close()
+	var body []byte
+	_, err := c.get(soon(), []byte("/"), &body)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.7", string(body))
+}
+
+func TestConnDoesNotAllocatePerRequest(t *testing.T) {
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n" + strings.Repeat("x", 300))
+	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		buf := make([]byte, 4096)
+		for {
+			n, err := br.Read(buf)
+			if err != nil {
+				return
+			}
+			if bytes.HasSuffix(buf[:n], []byte("\r\n\r\n")) {
+				c.Write(answer)
+			}
+		}
+	})
+	c := newConn(testTarget(t, addr), netip.Addr{})
+	defer c.close()
+	var body []byte
+	path := []byte("/live/x/audio.m3u8?_HLS_msn=12&_HLS_part=3")
+	_, err := c.get(soon(), path, &body)
+	require.NoError(t, err)
+	deadline := soon()
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.get(deadline, path, &body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.Less(t, allocs, 1.0)
+}
+
+func TestResolver(t *testing.T) {
+	base, err := url.Parse("http://example.test:8080/live/demo/audio.m3u8?token=a")
+	require.NoError(t, err)
+	tg := &target{scheme: "http", host: "example.test:8080"}
+	r := newResolver(tg, base)
+	require.Equal(t, "/live/demo/audio.m3u8?token=a", r.playlistPath())
+	for in, want := range map[string]string{
+		"123-4.1.m4s":                           "/live/demo/123-4.1.m4s",
+		"/other/seg.m4s":                        "/other/seg.m4s",
+		"../x/seg.m4s":                          "/live/x/seg.m4s",
+		"sub/seg.m4s?v=2":                       "/live/demo/sub/seg.m4s?v=2",
+		"http://example.test:8080/abs/seg.m4s":  "/abs/seg.m4s",
+		"//example.test:8080/protocol-relative": "/protocol-relative",
+	} {
+		got, err := r.appendPath(nil, []byte(in))
+		require.NoError(t, err, in)
+		require.Equal(t, want, string(got), in)
+	}
+	_, err = r.appendPath(nil, []byte("http://cdn.test/seg.m4s"))
+	require.ErrorIs(t, err, errOtherHost)
+	require.Equal(t, errKindOtherHost, classify(err))
+	require.Zero(t, testing.AllocsPerRun(100, func() {
+		_, _ = r.appendPath(make([]byte, 0, 64), []byte("123-4.1.m4s"))
+	}))
+}

@@ -1,0 +1,155 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/stretchr/testify/require"
+
+	"github.com/amphi-live/amphi/origin"
+	"github.com/amphi-live/amphi/segmenter"
+)
+
+// startOrigin runs a real amphi origin (low preset) on 127.0.0.1:0 with
+// broadcast "live" fed by synthetic AAC frames in real time, and returns the
+// multivariant playlist URL. Everything stops when the test ends.
+func startOrigin(t *testing.T) string {
+	t.Helper()
+	cfg := origin.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Data = t.TempDir()
+	cfg.Ingest.Open = true
+	cfg.RTMP.Listen = ""
+	cfg.Segmenter.Preset = "low"
+	srv, err := origin.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	require.NoError(t, err)
+	sess, err := srv.Publish("live", &segmenter.AAC{Config: &mpeg4audio.AudioSpecificConfig{
+		Type: 2, SampleRate: 48000, ChannelConfig: 1,
+	}})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		defer sess.End()
+		const frame = time.Second * 1024 / 48000
+		au := make([]byte, 180)
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+		start := time.Now()
+		for i := 0; ; i++ {
+			pts := time.Duration(i) * frame
+			timer.Reset(time.Until(start.Add(pts)))
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			au[0] = byte(i)
+			if err := sess.WriteAAC(pts, [][]byte{au}); err != nil {
+				t.Errorf("WriteAAC: %v", err)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-fed
+		select {
+		case err := <-served:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("origin stopped with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("origin did not stop within 10s")
+		}
+	})
+	return "http://" + ln.Addr().String() + "/live/live/index.m3u8"
+}
+
+// waitSegments waits until the broadcast's media playlist lists n complete
+// segments.
+func waitSegments(t *testing.T, mediaURL string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := http.Get(mediaURL)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK && strings.Count(string(body), "#EXTINF") >= n {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "origin has fewer than %d segments after 15s", n)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAgainstOrigin runs each behaviour against a real origin and checks
+// that the figures are sane: everyone plays, nothing fails or stalls, parts
+// arrive well within a second.
+func TestAgainstOrigin(t *testing.T) {
+	t.Parallel()
+	url := startOrigin(t)
+	media := strings.TrimSuffix(url, "index.m3u8") + "audio.m3u8"
+	for _, tc := range []struct {
+		name     string
+		mix      Mix
+		segments int // wait for this many segments: legacy starts HOLD-BACK (3 s) behind live
+		kinds    []string
+	}{
+		{"ll", Mix{LL: 1}, 1, []string{"blocking_playlist", "part", "init", "multivariant"}},
+		{"hint", Mix{Hint: 1}, 1, []string{"blocking_playlist", "hinted_part", "init"}},
+		{"legacy", Mix{Legacy: 1}, 4, []string{"playlist", "segment", "init"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			waitSegments(t, media, tc.segments)
+			rep := runAgainst(t, url, 8, 3500*time.Millisecond, tc.mix)
+			t.Cleanup(func() {
+				if t.Failed() {
+					var b strings.Builder
+					rep.WriteText(&b)
+					t.Log("\n" + b.String())
+				}
+			})
+			g := rep.Behaviours[tc.name]
+			require.NotNil(t, g)
+			require.EqualValues(t, 8, g.Listeners)
+			require.EqualValues(t, 8, g.Playing)
+			require.Zero(t, g.ErrorsTotal, g.Errors)
+			require.Zero(t, g.Stalls)
+			require.Zero(t, g.StalledS)
+			for _, k := range tc.kinds {
+				require.Positive(t, g.Requests[k], k)
+			}
+			require.Less(t, g.TimeToFirstAudio.Max, 2000.0)
+			if tc.name == "legacy" {
+				require.NotNil(t, g.SegmentLatency)
+				require.Less(t, g.SegmentLatency.Max, 2500.0)
+				require.Zero(t, g.Requests["blocking_playlist"])
+				return
+			}
+			require.NotNil(t, g.PartLatency)
+			require.Greater(t, g.PartLatency.Count, int64(8*10))
+			require.Less(t, g.PartLatency.P99, 1000.0)
+			require.Greater(t, g.PartLatency.P50, -100.0)
+			require.Less(t, g.PlaylistWait.P50, 400.0)
+			require.True(t, rep.Stream.ProgramDateTime)
+			require.Positive(t, rep.Stream.CanSkipUntilS)
+		})
+	}
+}
