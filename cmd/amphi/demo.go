@@ -54,6 +54,9 @@ func newDemoCmd() *cobra.Command {
 			}
 			ctx, stop := withSignals(cmd.Context())
 			defer stop()
+			if err := startPprof(ctx, *f.pprof); err != nil {
+				return err
+			}
 			return runDemo(ctx, cfg, cmd.OutOrStdout())
 		},
 	}

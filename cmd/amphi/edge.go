@@ -18,6 +18,7 @@ var edgeFlagKeys = map[string]string{
 func newEdgeCmd() *cobra.Command {
 	var file string
 	var flags edge.Config
+	var pprofAddr *string
 	cmd := &cobra.Command{
 		Use:   "edge --upstream URL [--upstream URL2 ...]",
 		Short: "Run an edge cache in front of an origin or another edge",
@@ -45,11 +46,15 @@ func newEdgeCmd() *cobra.Command {
 			}
 			ctx, stop := withSignals(cmd.Context())
 			defer stop()
+			if err := startPprof(ctx, *pprofAddr); err != nil {
+				return err
+			}
 			return e.Run(ctx)
 		},
 	}
 	d := edge.DefaultConfig()
 	fs := cmd.Flags()
+	pprofAddr = pprofFlag(fs)
 	fs.StringVarP(&file, "config", "c", "", "YAML config file (see configs/edge.yaml)")
 	fs.StringVar(&flags.Listen, "listen", d.Listen, "HTTP address for listeners")
 	fs.StringSliceVar(&flags.Upstreams, "upstream", nil, "origin or parent edge URL (repeat for failover)")

@@ -16,8 +16,9 @@ import (
 // originFlags are the flags shared by `origin` and `demo`, each bound to a
 // config key so that flags override file and environment.
 type originFlags struct {
-	file string
-	cfg  origin.Config // flag values land here, then are applied by key
+	file  string
+	pprof *string
+	cfg   origin.Config // flag values land here, then are applied by key
 }
 
 var originFlagKeys = map[string]string{
@@ -35,6 +36,7 @@ var originFlagKeys = map[string]string{
 func (f *originFlags) register(fs *pflag.FlagSet) {
 	d := origin.DefaultConfig()
 	fs.StringVarP(&f.file, "config", "c", "", "YAML config file (see configs/origin.yaml)")
+	f.pprof = pprofFlag(fs)
 	fs.StringVar(&f.cfg.Listen, "listen", d.Listen, "HTTP address for playback and ingest")
 	fs.StringVar(&f.cfg.Data, "data", d.Data, "data directory")
 	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
@@ -94,6 +96,9 @@ func newOriginCmd() *cobra.Command {
 			}
 			ctx, stop := withSignals(cmd.Context())
 			defer stop()
+			if err := startPprof(ctx, *f.pprof); err != nil {
+				return err
+			}
 			return srv.Run(ctx)
 		},
 	}

@@ -16,6 +16,7 @@ var (
 	contentEncodingGzip = []string{"gzip"}
 	cacheImmutable      = []string{"public, max-age=31536000, immutable"}
 	noStore             = []byte("no-store")
+	acceptRangesBytes   = []string{"bytes"}
 )
 
 // cacheFor returns a Cache-Control value of max-age d, in whole seconds and at
