@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -140,12 +141,20 @@ func (c catalog) Stream(name string) llhls.Stream {
 			e.mu.Unlock()
 			return nil, err
 		}
+		lists := mediaPlaylists(res.body)
 		s := &stream{
-			e:        e,
-			name:     name,
-			mv:       &llhls.Object{Data: res.body, ContentType: "application/vnd.apple.mpegurl", Created: time.Now().Add(-res.age)},
-			primary:  firstMediaPlaylist(res.body),
-			trackers: make(map[string]*tracker),
+			e:         e,
+			name:      name,
+			mv:        &llhls.Object{Data: res.body, ContentType: "application/vnd.apple.mpegurl", Created: time.Now().Add(-res.age)},
+			trackers:  make(map[string]*tracker),
+			missing:   make(map[string]time.Time),
+			playlists: make(map[string]bool, len(lists)),
+		}
+		if len(lists) > 0 {
+			s.primary = lists[0]
+		}
+		for _, l := range lists {
+			s.playlists[l] = true
 		}
 		e.mu.Lock()
 		e.streams[name] = s
@@ -172,30 +181,37 @@ func (e *Edge) pruneNegativeLocked() {
 	}
 }
 
-// firstMediaPlaylist returns the first playlist URI a multivariant playlist
-// lists (an EXT-X-MEDIA URI or a variant line), if it is a plain file name.
-func firstMediaPlaylist(mv []byte) string {
+// mediaPlaylists returns the playlist URIs a multivariant playlist lists
+// (variant lines and EXT-X-MEDIA URIs) that are plain file names, in order.
+func mediaPlaylists(mv []byte) []string {
+	var out []string
+	add := func(uri string) {
+		if strings.HasSuffix(uri, ".m3u8") && !strings.ContainsAny(uri, "/?#") && !slices.Contains(out, uri) {
+			out = append(out, uri)
+		}
+	}
 	for _, line := range strings.Split(string(mv), "\n") {
 		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if line[0] != '#' {
-			if strings.HasSuffix(line, ".m3u8") && !strings.Contains(line, "/") {
-				return line
-			}
-			continue
-		}
-		if strings.HasPrefix(line, "#EXT-X-MEDIA:") {
+		switch {
+		case line == "":
+		case line[0] != '#':
+			add(line)
+		case strings.HasPrefix(line, "#EXT-X-MEDIA:"):
 			if i := strings.Index(line, `URI="`); i >= 0 {
 				uri, _, _ := strings.Cut(line[i+5:], `"`)
-				if strings.HasSuffix(uri, ".m3u8") && !strings.Contains(uri, "/") {
-					return uri
-				}
+				add(uri)
 			}
 		}
 	}
-	return ""
+	return out
+}
+
+// known reports whether broadcast name is being served (for metric labels).
+func (e *Edge) known(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.streams[name]
+	return ok
 }
 
 // Serve serves on ln until ctx ends, then shuts down: held requests are

@@ -15,6 +15,7 @@ import (
 
 // metrics are the edge's Prometheus metrics, on a registry of its own.
 type metrics struct {
+	known       func(broadcast string) bool
 	reg         *prometheus.Registry
 	requests    *prometheus.CounterVec
 	hits        prometheus.Counter
@@ -29,7 +30,8 @@ type metrics struct {
 
 func newMetrics(e *Edge) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		known: e.known,
+		reg:   prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "amphi_edge_requests_total", Help: "Client requests by kind and status code.",
 		}, []string{"kind", "code"}),
@@ -106,7 +108,9 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 			m.held.Inc()
 		}
 		var g prometheus.Gauge
-		if playlist && llhls.ValidName(broadcast) { // random names stay out of the label set
+		// Only broadcasts being served get a label: made-up names must not
+		// grow the label set.
+		if playlist && llhls.ValidName(broadcast) && m.known(broadcast) {
 			g = m.listeners.WithLabelValues(broadcast)
 			g.Inc()
 		}

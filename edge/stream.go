@@ -21,9 +21,14 @@ type stream struct {
 	mv   *llhls.Object
 	// primary is the first media playlist the multivariant lists.
 	primary string
+	// playlists are the media playlists the multivariant lists; only those
+	// are followed (none listed: any .m3u8 name, for upstreams whose
+	// index.m3u8 is itself a media playlist).
+	playlists map[string]bool
 
 	mu       sync.Mutex
 	trackers map[string]*tracker
+	missing  map[string]time.Time // media names the upstream answered 404 for, until when
 }
 
 // Multivariant implements llhls.Stream.
@@ -67,6 +72,9 @@ func (s *stream) tracker(file string) *tracker {
 	if file == "" || !strings.HasSuffix(file, ".m3u8") || file == "index.m3u8" {
 		return nil
 	}
+	if len(s.playlists) > 0 && !s.playlists[file] {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.trackers[file]; ok {
@@ -90,8 +98,17 @@ func (s *stream) tracker(file string) *tracker {
 	s.trackers[file] = t
 	s.e.wg.Go(func() {
 		t.run(s.e.ctx)
+		if t.status.Load() != http.StatusOK {
+			// Keep the failure for the negative TTL, then forget it.
+			timer := time.NewTimer(s.e.cfg.negativeTTL)
+			select {
+			case <-s.e.ctx.Done():
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
 		s.mu.Lock()
-		if s.trackers[file] == t && t.status.Load() == http.StatusOK {
+		if s.trackers[file] == t {
 			delete(s.trackers, file)
 		}
 		s.mu.Unlock()
@@ -116,6 +133,12 @@ func (s *stream) Media(file string) *llhls.Object {
 		return o
 	}
 	if s.Hinted(file) != nil {
+		return nil
+	}
+	s.mu.Lock()
+	until, gone := s.missing[file]
+	s.mu.Unlock()
+	if gone && time.Now().Before(until) {
 		return nil
 	}
 	s.e.metrics.misses.Inc()
@@ -178,12 +201,38 @@ func (s *stream) fill(file string) (*llhls.Object, error) {
 	ctx, cancel := context.WithTimeout(s.e.ctx, s.e.cfg.fetchTimeout*4)
 	defer cancel()
 	res, err := s.e.up.get(ctx, "media", s.name, file, "", s.e.cfg.fetchTimeout*4)
-	if err != nil || res.status != http.StatusOK {
+	if err != nil {
 		return nil, err
+	}
+	if res.status != http.StatusOK {
+		if res.status == http.StatusNotFound {
+			s.noteMissing(file)
+		}
+		return nil, nil
 	}
 	o := &llhls.Object{Data: res.body, ContentType: mediaType(file), Created: time.Now().Add(-res.age)}
 	s.e.cache.add(s.key(file), o)
 	return o, nil
+}
+
+// noteMissing remembers a name the upstream does not have for the negative
+// TTL, so requests for made-up names cost the upstream one request each per
+// TTL. The set is bounded.
+func (s *stream) noteMissing(file string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if len(s.missing) >= 4096 {
+		for k, until := range s.missing {
+			if now.After(until) {
+				delete(s.missing, k)
+			}
+		}
+		if len(s.missing) >= 4096 {
+			return
+		}
+	}
+	s.missing[file] = now.Add(s.e.cfg.negativeTTL)
 }
 
 // prefetch fetches file ahead of listeners. hinted marks the preload hint:

@@ -39,19 +39,44 @@ func newTracker(s *stream, file string) *tracker {
 func (t *tracker) touch() { t.lastUsed.Store(time.Now().UnixNano()) }
 
 // run follows the playlist until nobody asked for it for idleAfter, or ctx
-// ends. It never returns early on upstream errors: it retries.
+// ends. Upstream trouble never ends it: it retries with backoff, and a
+// blocking request that cannot make progress (an upstream that restarted
+// and numbers from 0 again, a published-again broadcast) falls back to a
+// plain reload that accepts a new session.
 func (t *tracker) run(ctx context.Context) {
 	e := t.s.e
-	first := true
 	var cur *llhls.Playlist
-	backoff := 100 * time.Millisecond
+	resync := true // the next fetch is a plain reload
+	var backoff time.Duration
+	sleep := func(d time.Duration) bool {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		}
+	}
+	// stalled backs off after an iteration that brought nothing newer.
+	stalled := func() bool {
+		backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+		return sleep(backoff)
+	}
 	for ctx.Err() == nil {
 		if time.Since(time.Unix(0, t.lastUsed.Load())) > e.cfg.idleAfter {
 			return
 		}
 		query, timeout := "", e.cfg.fetchTimeout
-		live := cur != nil && !cur.Ended
-		if live && blocking(cur) {
+		switch {
+		case cur == nil || resync:
+		case cur.Ended:
+			// The final playlist; look again now and then in case the
+			// broadcast is published again under the same name.
+			if !sleep(time.Duration(cur.TargetDuration) * time.Second) {
+				return
+			}
+		case blocking(cur):
 			msn, part := nextPosition(cur)
 			query = "_HLS_msn=" + strconv.FormatUint(msn, 10) + "&_HLS_part=" + strconv.Itoa(part)
 			// The upstream holds up to 3 target durations.
@@ -59,73 +84,82 @@ func (t *tracker) run(ctx context.Context) {
 			if cur.PreloadHint != "" {
 				go t.s.prefetch(cur.PreloadHint, true)
 			}
-		} else if live {
+		default:
 			// Plain HLS upstream: reload every half target duration.
-			select {
-			case <-ctx.Done():
+			if !sleep(time.Duration(cur.TargetDuration) * time.Second / 2) {
 				return
-			case <-time.After(time.Duration(cur.TargetDuration) * time.Second / 2):
 			}
-		} else if cur != nil && cur.Ended {
-			// The final playlist never changes; keep it until idle.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
 		}
 
+		started := time.Now()
 		res, err := e.up.get(ctx, "playlist", t.s.name, t.file, query, timeout)
-		if first {
-			first = false
+		if cur == nil && t.status.Load() == 0 {
+			st := int32(http.StatusBadGateway)
 			if err == nil {
-				t.status.Store(int32(res.status))
-			} else {
-				t.status.Store(http.StatusBadGateway)
+				st = int32(res.status)
 			}
-			if err != nil || res.status != http.StatusOK {
+			t.status.Store(st)
+			if st != http.StatusOK {
 				close(t.ready)
 				return
 			}
 		}
-		if err != nil || res.status != http.StatusOK {
-			if err != nil {
-				e.log.Debug("playlist fill failed", "name", t.s.name, "file", t.file, "err", err)
+		switch {
+		case err != nil:
+			e.log.Debug("playlist fill failed", "name", t.s.name, "file", t.file, "err", err)
+			if !stalled() {
+				return
 			}
-			// 503 is a hold that timed out upstream: ask again at once.
-			// Anything else: back off a little.
-			if err != nil || res.status != http.StatusServiceUnavailable {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 2*time.Second)
+			continue
+		case res.status == http.StatusServiceUnavailable && query != "" && time.Since(started) > time.Second:
+			// A hold that timed out upstream: ask again at once.
+			continue
+		case res.status == http.StatusBadRequest && query != "":
+			// Asked too far ahead: the upstream restarted or moved on.
+			resync = true
+			if !stalled() {
+				return
+			}
+			continue
+		case res.status != http.StatusOK:
+			if !stalled() {
+				return
 			}
 			continue
 		}
-		backoff = 100 * time.Millisecond
 		pl, err := llhls.ParsePlaylist(res.body)
 		if err != nil {
 			e.log.Warn("malformed upstream playlist", "name", t.s.name, "file", t.file, "err", err)
-			continue
-		}
-		if cur != nil && !newer(pl, cur) {
-			continue
-		}
-		now := time.Now()
-		cur = pl
-		t.feed.Publish(llhls.NewSnapshot(pl, now.Add(-res.age)))
-		if t.ready != nil {
-			select {
-			case <-t.ready:
-			default:
-				close(t.ready)
+			if !stalled() {
+				return
 			}
+			continue
+		}
+		if cur != nil && !newer(pl, cur) && !(resync && sameSessionChanged(pl, cur)) {
+			if !stalled() {
+				return
+			}
+			continue
+		}
+		backoff, resync = 0, false
+		cur = pl
+		t.feed.Publish(llhls.NewSnapshot(pl, time.Now().Add(-res.age)))
+		select {
+		case <-t.ready:
+		default:
+			close(t.ready)
 		}
 		t.s.prefetchNew(pl)
 	}
+}
+
+// sameSessionChanged reports whether a plain reload shows a different
+// playlist from b: a new session (new init section), or one that went back
+// (an upstream that restarted).
+func sameSessionChanged(a, b *llhls.Playlist) bool {
+	an, ap := nextPosition(a)
+	bn, bp := nextPosition(b)
+	return a.MapURI != b.MapURI || an < bn || (an == bn && ap < bp) || a.Ended != b.Ended
 }
 
 // blocking reports whether the upstream offers blocking reloads.
@@ -137,8 +171,12 @@ func nextPosition(p *llhls.Playlist) (uint64, int) {
 }
 
 // newer reports whether a moved the playlist forward from b (an upstream
-// that failed over may briefly answer with an older one).
+// that failed over may briefly answer with an older one). A new session of
+// the broadcast (a new init section) is always newer.
 func newer(a, b *llhls.Playlist) bool {
+	if a.MapURI != b.MapURI {
+		return true
+	}
 	if a.Ended != b.Ended {
 		return a.Ended
 	}

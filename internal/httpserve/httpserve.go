@@ -64,10 +64,15 @@ func ValidAddr(addr string) bool {
 	if err != nil || port == "" {
 		return false
 	}
+	n := 0
 	for _, c := range port {
 		if c < '0' || c > '9' {
 			return false
 		}
+		n = n*10 + int(c-'0')
+		if n > 65535 {
+			return false
+		}
 	}
-	return len(port) <= 5
+	return true
 }

@@ -85,7 +85,43 @@ func ParsePlaylist(b []byte) (*Playlist, error) {
 		p.RenditionReports = append(p.RenditionReports, rr)
 	}
 	p.HoldBack, p.NextProgramDateTime, p.NextPartDiscontinuity = scanExtras(b)
+	if err := p.checkURIs(); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkURIs refuses URIs that could not be written back: a quote or a
+// control character would break the quoted attributes (or lines) of the
+// rendering that lower tiers read.
+func (p *Playlist) checkURIs() error {
+	bad := func(u string) bool {
+		for i := 0; i < len(u); i++ {
+			if c := u[i]; c == '"' || c < 0x20 || c == 0x7f {
+				return true
+			}
+		}
+		return false
+	}
+	uris := []string{p.MapURI, p.PreloadHint}
+	for _, s := range p.Segments {
+		uris = append(uris, s.URI)
+		for _, pt := range s.Parts {
+			uris = append(uris, pt.URI)
+		}
+	}
+	for _, pt := range p.Parts {
+		uris = append(uris, pt.URI)
+	}
+	for _, r := range p.RenditionReports {
+		uris = append(uris, r.URI)
+	}
+	for _, u := range uris {
+		if bad(u) {
+			return fmt.Errorf("malformed media playlist: URI %q cannot be quoted", u)
+		}
+	}
+	return nil
 }
 
 // scanExtras finds HOLD-BACK and the tags of the segment in progress: those

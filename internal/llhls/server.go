@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,15 @@ type Object struct {
 	ContentType string
 	// Created is when the object entered this tier; caches derive Age from it.
 	Created time.Time
+
+	gzOnce sync.Once
+	gz     []byte
+}
+
+// gzipped returns Data gzip-compressed, computed once.
+func (o *Object) gzipped() []byte {
+	o.gzOnce.Do(func() { o.gz = gzipBytes(o.Data) })
+	return o.gz
 }
 
 // Stream is one presentation as the serving core sees it. The origin
@@ -242,7 +252,12 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st S
 	}
 	obj := st.Multivariant()
 	// The multivariant playlist only changes between broadcasts.
-	h.writePlaylist(w, r, obj.Data, nil, cacheFor(td), obj.Created)
+	h.writePlaylist(w, r, func(gz bool) ([]byte, error) {
+		if gz {
+			return obj.gzipped(), nil
+		}
+		return obj.Data, nil
+	}, cacheFor(td), obj.Created)
 }
 
 func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st Stream, file string) {
@@ -303,25 +318,20 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 		cc = cacheFor(td / 2)
 	}
 	delta := d.Skip && !ended
-	h.writePlaylist(w, r, nil, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
+	h.writePlaylist(w, r, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
 }
 
-// writePlaylist writes a playlist body, gzip-compressed when the client
-// accepts it. Exactly one of body and render is used.
-func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request, body []byte,
+// writePlaylist writes the playlist render returns, gzip-compressed when
+// the client accepts it.
+func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request,
 	render func(gz bool) ([]byte, error), cc []byte, created time.Time,
 ) {
 	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
-	if render != nil {
-		var err error
-		body, err = render(gz)
-		if err != nil {
-			h.log.Error("rendering playlist", "path", r.URL.Path, "err", err)
-			httpError(w, http.StatusInternalServerError, nil, "rendering playlist failed")
-			return
-		}
-	} else if gz {
-		body = gzipBytes(body)
+	body, err := render(gz)
+	if err != nil {
+		h.log.Error("rendering playlist", "path", r.URL.Path, "err", err)
+		httpError(w, http.StatusInternalServerError, nil, "rendering playlist failed")
+		return
 	}
 	hd := w.Header()
 	hd["Content-Type"] = contentTypePlaylist
