@@ -15,6 +15,12 @@ import (
 // mediaPlaylistName is the file name of a broadcast's (single) media playlist.
 const mediaPlaylistName = "audio.m3u8"
 
+// firstSegments is how many complete segments a new broadcast's playlist
+// has before it is served: hls.js in Chromium, joining during the very first
+// segment, stalls at that segment's end until the second one completes (seen
+// in the browser suite, internal/e2e).
+const firstSegments = 2
+
 // broadcast is one live session of a named stream: it stores what the
 // segmenter produces and is the llhls.Stream the serving core reads.
 type broadcast struct {
@@ -56,7 +62,11 @@ func (b *broadcast) Publish(u segmenter.Update) {
 	}
 	b.mu.Unlock()
 
-	if b.multivariant.Load() == nil && len(u.Playlist.Segments) > 0 {
+	if len(u.Playlist.Segments) < firstSegments && !u.Playlist.Ended {
+		// Listeners wait (held) until the playlist is worth joining.
+		return
+	}
+	if b.multivariant.Load() == nil {
 		b.multivariant.Store(&llhls.Object{
 			Data:        b.renderMultivariant(u.Playlist),
 			ContentType: "application/vnd.apple.mpegurl",

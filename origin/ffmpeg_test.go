@@ -304,12 +304,13 @@ func TestFFmpegPublishAndPlay(t *testing.T) {
 func TestFFmpegEndOfStream(t *testing.T) {
 	ffNeed(t)
 	t.Parallel()
-	// scale: 4 s segments, so a hold for two segments ahead cannot be
-	// satisfied before the 6 s publisher ends, and its 12 s limit is far away.
+	// scale: 4 s segments; the playlist is served from its second segment (8 s),
+	// and a hold for two segments ahead cannot be satisfied before the 11 s
+	// publisher ends, while its 12 s limit is far away.
 	_, base := startTestOrigin(t, "scale")
 	const name = "eos"
 	media := base + "/live/" + name + "/audio.m3u8"
-	pub := ffStart(t, 30*time.Second, ffPublishArgs(base, name, 6, ffAACArgs)...)
+	pub := ffStart(t, 30*time.Second, ffPublishArgs(base, name, 11, ffAACArgs)...)
 	ffWaitLive(t, base, name, pub)
 
 	code, body := ffGet(t, media, 5*time.Second)

@@ -131,9 +131,16 @@ func TestGohlslibReadsDemoSource(t *testing.T) {
 	// Every frame arrives once, in order: the received frames follow the
 	// clip's frame sequence cyclically from wherever the client joined.
 	frames := clipFrames(t)
+	// The clip has runs of identical (silent) frames: align on a window
+	// long enough to be unique.
 	start := -1
-	for i, f := range frames {
-		if bytes.Equal(f, aus[0]) && (len(aus) < 2 || bytes.Equal(frames[(i+1)%len(frames)], aus[1])) {
+	window := min(len(aus), 100)
+	for i := range frames {
+		match := true
+		for j := 0; j < window && match; j++ {
+			match = bytes.Equal(frames[(i+j)%len(frames)], aus[j])
+		}
+		if match {
 			start = i
 			break
 		}
