@@ -53,6 +53,7 @@ free_port() {
 }
 ORIGIN_PORT=$(free_port)
 NGINX_PORT=$(free_port)
+EDGE_PORT=$(free_port)
 
 # --- origin -----------------------------------------------------------------
 "$AMPHI" demo --preset low --listen "127.0.0.1:$ORIGIN_PORT" --log-level warn --data "$WORK/data" \
@@ -118,6 +119,21 @@ for _ in $(seq 50); do curl -fs -o /dev/null "$NGINX_URL" && break; sleep 0.1; d
 curl -fs -o /dev/null "$NGINX_URL" || { log "nginx did not come up"; cat "$WORK/nginx/error.log" >&2; exit 1; }
 log "nginx pid $NGINX_PID on $NGINX_PORT"
 
+# --- amphi edge ----------------------------------------------------------------
+"$AMPHI" edge --listen "127.0.0.1:$EDGE_PORT" --upstream "http://127.0.0.1:$ORIGIN_PORT" --log-level warn \
+	>"$WORK/edge.log" 2>&1 &
+EDGE_PID=$!
+PIDS+=("$EDGE_PID")
+EDGE_URL=http://127.0.0.1:$EDGE_PORT/live/demo/index.m3u8
+for _ in $(seq 50); do curl -fs -o /dev/null "$EDGE_URL" && break; sleep 0.1; done
+curl -fs -o /dev/null "$EDGE_URL" || { log "edge did not come up"; cat "$WORK/edge.log" >&2; exit 1; }
+log "edge pid $EDGE_PID on $EDGE_PORT"
+# The edge counts its upstream requests itself.
+edge_upstream() {
+	curl -fs "http://127.0.0.1:$EDGE_PORT/metrics" |
+		awk '/^amphi_edge_upstream_requests_total/ {s += $2} END {print s + 0}'
+}
+
 # --- process accounting -----------------------------------------------------
 TICK=$(getconf CLK_TCK)
 # The pids of a process and its children (nginx: master and worker).
@@ -143,31 +159,34 @@ peak_kib() { # VmHWM summed over the tree
 # --- the points ---------------------------------------------------------------
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
-for target in origin nginx; do
-	url=$ORIGIN_URL
+for target in origin nginx edge; do
+	url=$ORIGIN_URL cache_pid=$NGINX_PID
 	[ "$target" = nginx ] && url=$NGINX_URL
+	[ "$target" = edge ] && url=$EDGE_URL cache_pid=$EDGE_PID
 	for n in $LISTENERS; do
 		log "$target, $n listeners, $DURATION (ramp $RAMP)"
 		sleep 2 # let the previous point's connections close
-		o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$NGINX_PID")
+		o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$cache_pid")
 		up0=$(wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0)
-		reset_peak "$ORIGIN_PID"; reset_peak "$NGINX_PID"
+		[ "$target" = edge ] && up0=$(edge_upstream)
+		reset_peak "$ORIGIN_PID"; reset_peak "$cache_pid"
 		json=$WORK/$target-$n.json
 		status=0
 		"$AMPHI" loadtest "$url" --listeners "$n" --duration "$DURATION" --ramp "$RAMP" --mix "$MIX" \
 			--json "$json" >"$WORK/$target-$n.txt" 2>"$WORK/$target-$n.progress" || status=$?
-		o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$NGINX_PID")
+		o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$cache_pid")
 		load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine shows here
 		up1=$(wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0)
+		[ "$target" = edge ] && up1=$(edge_upstream)
 		if [ ! -s "$json" ]; then
 			log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n.progress" >&2
 			continue
 		fi
 		elapsed=$(jq .elapsed_s "$json")
-		if [ "$target" = nginx ]; then
+		if [ "$target" != origin ]; then
 			origin_rps=$(jq -n --argjson a "$up0" --argjson b "$up1" --argjson e "$elapsed" '($b-$a)/$e | floor')
 			nginx_cpu=$(jq -n --argjson a "$g0" --argjson b "$g1" --argjson t "$TICK" '(($b-$a)/$t*100|round)/100')
-			nginx_rss=$(($(peak_kib "$NGINX_PID") / 1024))
+			nginx_rss=$(($(peak_kib "$cache_pid") / 1024))
 		else
 			origin_rps=$(jq '.total.requests_per_s.total | floor' "$json")
 			nginx_cpu=-; nginx_rss=-
@@ -186,7 +205,7 @@ for target in origin nginx; do
 	done
 done
 
-echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | errors | req/s | origin req/s | origin CPU-s | origin peak RSS MiB | nginx CPU-s | nginx peak RSS MiB | generator CPU-s (cores) | load avg |"
+echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | errors | req/s | origin req/s | origin CPU-s | origin peak RSS MiB | cache CPU-s | cache peak RSS MiB | generator CPU-s (cores) | load avg |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 sed 's/\t/ | /g; s/^/| /; s/$/ |/' "$ROWS"
 echo
