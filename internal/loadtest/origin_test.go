@@ -1,21 +1,15 @@
 package loadtest
 
 import (
-	"context"
-	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/stretchr/testify/require"
 
-	"github.com/amphi-live/amphi/origin"
-	"github.com/amphi-live/amphi/segmenter"
+	"github.com/amphi-live/amphi/internal/testorigin"
 )
 
 // startOrigin runs a real amphi origin (low preset) on 127.0.0.1:0 with
@@ -23,61 +17,7 @@ import (
 // multivariant playlist URL. Everything stops when the test ends.
 func startOrigin(t *testing.T) string {
 	t.Helper()
-	cfg := origin.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Data = t.TempDir()
-	cfg.Ingest.Open = true
-	cfg.RTMP.Listen = ""
-	cfg.Segmenter.Preset = "low"
-	srv, err := origin.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	require.NoError(t, err)
-	sess, err := srv.Publish("live", &segmenter.AAC{Config: &mpeg4audio.AudioSpecificConfig{
-		Type: 2, SampleRate: 48000, ChannelConfig: 1,
-	}})
-	require.NoError(t, err)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		defer sess.End()
-		const frame = time.Second * 1024 / 48000
-		au := make([]byte, 180)
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		start := time.Now()
-		for i := 0; ; i++ {
-			pts := time.Duration(i) * frame
-			timer.Reset(time.Until(start.Add(pts)))
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-			au[0] = byte(i)
-			if err := sess.WriteAAC(pts, [][]byte{au}); err != nil {
-				t.Errorf("WriteAAC: %v", err)
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-fed
-		select {
-		case err := <-served:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("origin stopped with %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("origin did not stop within 10s")
-		}
-	})
-	return "http://" + ln.Addr().String() + "/live/live/index.m3u8"
+	return testorigin.Start(t, "low", "live") + "/live/live/index.m3u8"
 }
 
 // waitSegments waits until the broadcast's media playlist lists n complete
