@@ -80,8 +80,8 @@ func (b *broadcast) Publish(u segmenter.Update) {
 	b.feed.Publish(llhls.NewSnapshot(u.Playlist, created))
 }
 
-// renderMultivariant writes the multivariant playlist once the first segment
-// gives a measured bitrate.
+// renderMultivariant writes the multivariant playlist once the playlist is
+// served, when its first segments give a measured bitrate.
 func (b *broadcast) renderMultivariant(pl *llhls.Playlist) []byte {
 	peak, avg := bandwidth(pl.Segments, b.objects, &b.mu)
 	channels := strconv.Itoa(segmenter.Channels(b.codec))
