@@ -125,9 +125,9 @@ func (s *stream) tracker(file string) *tracker {
 // fetch that a departing client cannot cancel. The preload-hinted part is
 // not fetched here: the tracker is already fetching it ahead.
 func (s *stream) Media(file string) *llhls.Object {
-	if o := s.e.cache.get(s.key(file)); o != nil {
+	if o, live := s.e.cache.get(s.key(file)); o != nil {
 		s.e.metrics.hits.Inc()
-		if s.isLivePart(file) {
+		if live {
 			s.e.metrics.observeDelivery(o.Created)
 		}
 		return o
@@ -142,7 +142,7 @@ func (s *stream) Media(file string) *llhls.Object {
 		return nil
 	}
 	s.e.metrics.misses.Inc()
-	return s.fetch(file)
+	return s.fetch(file, false)
 }
 
 // Hinted implements llhls.Stream.
@@ -157,28 +157,13 @@ func (s *stream) Hinted(file string) *llhls.Feed {
 	return nil
 }
 
-// isLivePart reports whether file is a part at the live edge of a followed
-// playlist: the parts whose delivery delay the histogram measures.
-func (s *stream) isLivePart(file string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, t := range s.trackers {
-		for _, p := range t.feed.Current().Playlist().Parts {
-			if p.URI == file {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func (s *stream) key(file string) string { return s.name + "/" + file }
 
 // fetch gets file through the collapsing fetch layer and returns it, or nil
-// when the upstream does not have it.
-func (s *stream) fetch(file string) *llhls.Object {
+// when the upstream does not have it. live marks a live-edge part.
+func (s *stream) fetch(file string, live bool) *llhls.Object {
 	ch := s.e.flight.DoChan(s.key(file), func() (any, error) {
-		return s.fill(file)
+		return s.fill(file, live)
 	})
 	select {
 	case r := <-ch:
@@ -186,6 +171,10 @@ func (s *stream) fetch(file string) *llhls.Object {
 			s.e.metrics.collapsed.Inc()
 		}
 		o, _ := r.Val.(*llhls.Object)
+		if live && o != nil && r.Shared {
+			// A listener's miss may have started the shared fill.
+			s.e.cache.markLive(s.key(file))
+		}
 		return o
 	case <-time.After(2 * s.e.cfg.fetchTimeout):
 		return nil
@@ -194,8 +183,8 @@ func (s *stream) fetch(file string) *llhls.Object {
 
 // fill runs detached from any client: it re-checks the cache, fetches, and
 // stores immutable objects.
-func (s *stream) fill(file string) (*llhls.Object, error) {
-	if o := s.e.cache.get(s.key(file)); o != nil {
+func (s *stream) fill(file string, live bool) (*llhls.Object, error) {
+	if o, _ := s.e.cache.get(s.key(file)); o != nil {
 		return o, nil
 	}
 	ctx, cancel := context.WithTimeout(s.e.ctx, s.e.cfg.fetchTimeout*4)
@@ -211,7 +200,7 @@ func (s *stream) fill(file string) (*llhls.Object, error) {
 		return nil, nil
 	}
 	o := &llhls.Object{Data: res.body, ContentType: mediaType(file), Created: time.Now().Add(-res.age)}
-	s.e.cache.add(s.key(file), o)
+	s.e.cache.add(s.key(file), o, live)
 	return o, nil
 }
 
@@ -236,30 +225,33 @@ func (s *stream) noteMissing(file string) {
 }
 
 // prefetch fetches file ahead of listeners. hinted marks the preload hint:
-// the upstream holds that request until the part exists.
-func (s *stream) prefetch(file string, hinted bool) {
-	if s.e.cache.get(s.key(file)) != nil {
-		return
-	}
+// the upstream holds that request until the part exists. live marks a
+// live-edge part.
+func (s *stream) prefetch(file string, hinted, live bool) {
 	if hinted {
 		s.e.metrics.hintFetches.Inc()
 	}
-	s.fetch(file)
+	s.fetch(file, live)
 }
 
-// prefetchNew fetches the newest parts and the last segment of pl, so the
-// first listener to ask for them finds them cached.
+// prefetchNew fetches what pl announces and the cache lacks: the init
+// section, the parts of the segment in progress (live) and those of the
+// last complete segment, so the first listener to ask finds them cached.
 func (s *stream) prefetchNew(pl *llhls.Playlist) {
+	ahead := func(file string, live bool) {
+		if o, _ := s.e.cache.get(s.key(file)); o == nil {
+			go s.prefetch(file, false, live)
+		}
+	}
 	if pl.MapURI != "" {
-		go s.prefetch(pl.MapURI, false)
+		ahead(pl.MapURI, false)
 	}
 	for _, p := range pl.Parts {
-		go s.prefetch(p.URI, false)
+		ahead(p.URI, true)
 	}
 	if n := len(pl.Segments); n > 0 {
-		last := pl.Segments[n-1]
-		for _, p := range last.Parts {
-			go s.prefetch(p.URI, false)
+		for _, p := range pl.Segments[n-1].Parts {
+			ahead(p.URI, false)
 		}
 	}
 }

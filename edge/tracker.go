@@ -81,8 +81,10 @@ func (t *tracker) run(ctx context.Context) {
 			query = "_HLS_msn=" + strconv.FormatUint(msn, 10) + "&_HLS_part=" + strconv.Itoa(part)
 			// The upstream holds up to 3 target durations.
 			timeout = time.Duration(3*cur.TargetDuration)*time.Second + e.cfg.fetchTimeout
-			if cur.PreloadHint != "" {
-				go t.s.prefetch(cur.PreloadHint, true)
+			if hint := cur.PreloadHint; hint != "" {
+				if o, _ := e.cache.get(t.s.key(hint)); o == nil {
+					go t.s.prefetch(hint, true, true)
+				}
 			}
 		default:
 			// Plain HLS upstream: reload every half target duration.
