@@ -166,15 +166,12 @@ func (b *broadcast) Hinted(file string) *llhls.Feed {
 	return nil
 }
 
-// position returns the live edge: the newest segment and part numbers.
+// position returns the live edge: the newest segment and part numbers
+// (part -1 when none is listed).
 func (b *broadcast) position() (msn uint64, part int) {
-	pl := b.feed.Current().Playlist()
-	if len(pl.Parts) > 0 {
-		return pl.NextMSN(), len(pl.Parts) - 1
-	}
-	if len(pl.Segments) == 0 {
+	msn, part, ok := b.feed.Current().LastPosition()
+	if !ok {
 		return 0, -1
 	}
-	last := pl.Segments[len(pl.Segments)-1]
-	return pl.NextMSN() - 1, len(last.Parts) - 1
+	return msn, part
 }

@@ -15,22 +15,31 @@ var (
 	varyAcceptEncoding  = []string{"Accept-Encoding"}
 	contentEncodingGzip = []string{"gzip"}
 	cacheImmutable      = []string{"public, max-age=31536000, immutable"}
-	noStore             = []byte("no-store")
+	noStore             = []string{"no-store"}
 	acceptRangesBytes   = []string{"bytes"}
 )
 
-// cacheFor returns a Cache-Control value of max-age d, in whole seconds and at
-// least one: max-age=0 makes shared caches such as Varnish stop collapsing
-// requests (LLHLS.md §5).
-func cacheFor(d time.Duration) []byte {
-	secs := int(d / time.Second)
-	if secs < 1 {
-		secs = 1
+// cacheFor returns a Cache-Control header value of max-age d, in whole
+// seconds and at least one: max-age=0 makes shared caches such as Varnish
+// stop collapsing requests (LLHLS.md §5). Common values are built once, so
+// the request path does not allocate them; callers must not modify them.
+func cacheFor(d time.Duration) []string {
+	secs := max(1, int(d/time.Second))
+	if secs < len(maxAges) {
+		return maxAges[secs]
 	}
-	b := make([]byte, 0, 24)
-	b = append(b, "public, max-age="...)
-	return strconv.AppendInt(b, int64(secs), 10)
+	return []string{"public, max-age=" + strconv.Itoa(secs)}
 }
+
+// maxAges[n] is the header value "public, max-age=n" (6 × a 20 s target
+// duration fits).
+var maxAges = func() [][]string {
+	v := make([][]string, 128)
+	for n := range v {
+		v[n] = []string{"public, max-age=" + strconv.Itoa(n)}
+	}
+	return v
+}()
 
 func setCORS(h http.Header) {
 	h["Access-Control-Allow-Origin"] = corsOrigin
@@ -43,13 +52,13 @@ var (
 )
 
 // httpError writes a short plain-text error. cc nil sends no Cache-Control.
-func httpError(w http.ResponseWriter, code int, cc []byte, msg string) {
+func httpError(w http.ResponseWriter, code int, cc []string, msg string) {
 	h := w.Header()
 	h.Del("Content-Encoding")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if cc != nil {
-		h.Set("Cache-Control", string(cc))
+		h["Cache-Control"] = cc
 	}
 	w.WriteHeader(code)
 	w.Write([]byte(strconv.Itoa(code) + " " + msg + "\n"))

@@ -171,7 +171,7 @@ func splitPath(p string) (name, file string, ok bool) {
 		return "", "", false
 	}
 	name, file, found = strings.Cut(rest, "/")
-	if !found || !validName(name) || strings.Contains(file, "/") {
+	if !found || !ValidName(name) || strings.Contains(file, "/") {
 		return "", "", false
 	}
 	if file != "" && (file[0] == '.' || strings.ContainsAny(file, "\\\x00")) {
@@ -180,8 +180,8 @@ func splitPath(p string) (name, file string, ok bool) {
 	return name, file, true
 }
 
-// validName reports whether name is a valid broadcast name: [a-z0-9-]{1,64}.
-func validName(name string) bool {
+// ValidName reports whether name is a valid broadcast name: [a-z0-9-]{1,64}.
+func ValidName(name string) bool {
 	if len(name) == 0 || len(name) > 64 {
 		return false
 	}
@@ -193,9 +193,6 @@ func validName(name string) bool {
 	}
 	return true
 }
-
-// ValidName reports whether name is a valid broadcast name ([a-z0-9-]{1,64}).
-func ValidName(name string) bool { return validName(name) }
 
 func (h *Handler) holdLimit(td time.Duration) time.Duration {
 	return time.Duration(h.cfg.HoldFactor) * td
@@ -299,7 +296,7 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 		return
 	}
 	if tooFar {
-		lastMSN, lastPart, _ := s.lastPosition()
+		lastMSN, lastPart, _ := s.LastPosition()
 		httpError(w, http.StatusBadRequest, cacheFor(td), fmt.Sprintf(
 			"_HLS_msn=%d _HLS_part=%d is too far ahead of the live edge (last segment %d, last part %d)",
 			d.MSN, d.Part, lastMSN, lastPart))
@@ -307,15 +304,11 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 	}
 
 	ended := s.Playlist().Ended
-	var cc []byte
-	switch {
-	case ended:
-		// The final playlist never changes again.
+	// A blocking answer names one version for good, and so does the final
+	// playlist: both are cached long.
+	cc := cacheFor(td / 2)
+	if ended || d.HasMSN {
 		cc = cacheFor(6 * td)
-	case d.HasMSN:
-		cc = cacheFor(6 * td)
-	default:
-		cc = cacheFor(td / 2)
 	}
 	delta := d.Skip && !ended
 	h.writePlaylist(w, r, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
@@ -324,7 +317,7 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 // writePlaylist writes the playlist render returns, gzip-compressed when
 // the client accepts it.
 func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request,
-	render func(gz bool) ([]byte, error), cc []byte, created time.Time,
+	render func(gz bool) ([]byte, error), cc []string, created time.Time,
 ) {
 	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
 	body, err := render(gz)
@@ -335,7 +328,7 @@ func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request,
 	}
 	hd := w.Header()
 	hd["Content-Type"] = contentTypePlaylist
-	hd["Cache-Control"] = []string{string(cc)}
+	hd["Cache-Control"] = cc
 	hd["Vary"] = varyAcceptEncoding
 	if gz {
 		hd["Content-Encoding"] = contentEncodingGzip

@@ -69,9 +69,9 @@ func (s *Snapshot) TargetDuration() time.Duration {
 // complete segment.
 func (s *Snapshot) HasContent() bool { return len(s.pl.Segments) > 0 }
 
-// lastPosition is the (msn, part) of the newest complete part, and whether
+// LastPosition is the (msn, part) of the newest complete part, and whether
 // there is one. For segments listed without parts, part is -1.
-func (s *Snapshot) lastPosition() (msn uint64, part int, ok bool) {
+func (s *Snapshot) LastPosition() (msn uint64, part int, ok bool) {
 	p := s.pl
 	if len(p.Parts) > 0 {
 		return p.NextMSN(), len(p.Parts) - 1, true
@@ -92,7 +92,7 @@ func (s *Snapshot) Check(d Directives) (satisfied, tooFar bool) {
 	if !s.HasContent() {
 		return false, false
 	}
-	lastMSN, lastPart, _ := s.lastPosition()
+	lastMSN, lastPart, _ := s.LastPosition()
 	if d.MSN > lastMSN+2 {
 		return false, true
 	}

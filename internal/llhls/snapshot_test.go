@@ -146,7 +146,7 @@ func TestSnapshotLastPosition(t *testing.T) {
 		{"complete segment without parts", &Playlist{MediaSequence: 4, Segments: []Segment{{URI: "a"}}}, 4, -1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, p, ok := NewSnapshot(tc.pl, time.Time{}).lastPosition()
+			m, p, ok := NewSnapshot(tc.pl, time.Time{}).LastPosition()
 			require.Equal(t, tc.ok, ok)
 			if ok {
 				require.Equal(t, tc.msn, m)
