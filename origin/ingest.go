@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -50,11 +51,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 
 // ingest demuxes one MPEG-TS publisher into a new session of broadcast name.
 // It returns the HTTP status to answer with and the error behind it.
-func (s *Server) ingest(name, key, remote string, body *ingestReader, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-},
-) (int, error) {
+func (s *Server) ingest(name, key, remote string, body *ingestReader, log *slog.Logger) (int, error) {
 	// Refuse what can be refused before reading anything.
 	if err := s.preauthorize(name, key); err != nil {
 		return publishStatus(err), err
