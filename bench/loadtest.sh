@@ -6,12 +6,17 @@
 #   LISTENERS="500 1000" DURATION=10s bench/loadtest.sh
 #
 # Environment: AMPHI (an amphi binary; default: go build ./cmd/amphi),
-# LISTENERS, DURATION, RAMP, MIX, KEEP=1 (keep the work directory).
+# LISTENERS, DURATION, RAMP, MIX, PRESET (the demo's, default low),
+# TARGETS (default "origin nginx edge"), EDGE_AMPHI (the edge's binary,
+# default AMPHI), EDGE_BASE (a second edge binary measured as "edge-base"),
+# KEEP=1 (keep the work directory).
 # Needs go, curl, jq and nginx (installed with apt-get when missing).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 
 LISTENERS=${LISTENERS:-"500 2000 5000"}
+TARGETS=${TARGETS:-"origin nginx edge"}
+PRESET=${PRESET:-low}
 DURATION=${DURATION:-20s}
 RAMP=${RAMP:-5s}
 MIX=${MIX:-ll=0.8,hint=0.1,legacy=0.1}
@@ -56,7 +61,7 @@ NGINX_PORT=$(free_port)
 EDGE_PORT=$(free_port)
 
 # --- origin -----------------------------------------------------------------
-"$AMPHI" demo --preset low --listen "127.0.0.1:$ORIGIN_PORT" --log-level warn --data "$WORK/data" \
+"$AMPHI" demo --preset "$PRESET" --listen "127.0.0.1:$ORIGIN_PORT" --log-level warn --data "$WORK/data" \
 	>"$WORK/origin.log" 2>&1 &
 ORIGIN_PID=$!
 PIDS+=("$ORIGIN_PID")
@@ -120,17 +125,33 @@ curl -fs -o /dev/null "$NGINX_URL" || { log "nginx did not come up"; cat "$WORK/
 log "nginx pid $NGINX_PID on $NGINX_PORT"
 
 # --- amphi edge ----------------------------------------------------------------
-"$AMPHI" edge --listen "127.0.0.1:$EDGE_PORT" --upstream "http://127.0.0.1:$ORIGIN_PORT" --log-level warn \
-	>"$WORK/edge.log" 2>&1 &
-EDGE_PID=$!
-PIDS+=("$EDGE_PID")
+# start_edge BINARY PORT NAME: an edge in front of the origin; sets EDGE_PID.
+start_edge() {
+	"$1" edge --listen "127.0.0.1:$2" --upstream "http://127.0.0.1:$ORIGIN_PORT" --log-level warn \
+		>"$WORK/$3.log" 2>&1 &
+	EDGE_PID=$!
+	PIDS+=("$EDGE_PID")
+	local url=http://127.0.0.1:$2/live/demo/index.m3u8
+	for _ in $(seq 50); do curl -fs -o /dev/null "$url" && break; sleep 0.1; done
+	curl -fs -o /dev/null "$url" || { log "$3 did not come up"; cat "$WORK/$3.log" >&2; exit 1; }
+	log "$3 pid $EDGE_PID on $2"
+}
+start_edge "${EDGE_AMPHI:-$AMPHI}" "$EDGE_PORT" edge
 EDGE_URL=http://127.0.0.1:$EDGE_PORT/live/demo/index.m3u8
-for _ in $(seq 50); do curl -fs -o /dev/null "$EDGE_URL" && break; sleep 0.1; done
-curl -fs -o /dev/null "$EDGE_URL" || { log "edge did not come up"; cat "$WORK/edge.log" >&2; exit 1; }
-log "edge pid $EDGE_PID on $EDGE_PORT"
+# EDGE_BASE=/path/to/amphi adds an "edge-base" column: another build of the
+# edge (the last commit, say) measured in the same run.
+if [ -n "${EDGE_BASE:-}" ]; then
+	BASE_PORT=$(free_port)
+	BASE_EDGE_PID_SAVE=$EDGE_PID
+	start_edge "$EDGE_BASE" "$BASE_PORT" edge-base
+	BASE_PID=$EDGE_PID
+	EDGE_PID=$BASE_EDGE_PID_SAVE
+	BASE_URL=http://127.0.0.1:$BASE_PORT/live/demo/index.m3u8
+	TARGETS="$TARGETS edge-base"
+fi
 # The edge counts its upstream requests itself.
 edge_upstream() {
-	curl -fs "http://127.0.0.1:$EDGE_PORT/metrics" |
+	curl -fs "http://127.0.0.1:$1/metrics" |
 		awk '/^amphi_edge_upstream_requests_total/ {s += $2} END {print s + 0}'
 }
 
@@ -159,16 +180,17 @@ peak_kib() { # VmHWM summed over the tree
 # --- the points ---------------------------------------------------------------
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
-for target in origin nginx edge; do
-	url=$ORIGIN_URL cache_pid=$NGINX_PID
+for target in $TARGETS; do
+	url=$ORIGIN_URL cache_pid=$NGINX_PID edge_port=
 	[ "$target" = nginx ] && url=$NGINX_URL
-	[ "$target" = edge ] && url=$EDGE_URL cache_pid=$EDGE_PID
+	[ "$target" = edge ] && url=$EDGE_URL cache_pid=$EDGE_PID edge_port=$EDGE_PORT
+	[ "$target" = edge-base ] && url=$BASE_URL cache_pid=$BASE_PID edge_port=$BASE_PORT
 	for n in $LISTENERS; do
 		log "$target, $n listeners, $DURATION (ramp $RAMP)"
 		sleep 2 # let the previous point's connections close
 		o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$cache_pid")
 		up0=$(wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0)
-		[ "$target" = edge ] && up0=$(edge_upstream)
+		[ -n "$edge_port" ] && up0=$(edge_upstream "$edge_port")
 		reset_peak "$ORIGIN_PID"; reset_peak "$cache_pid"
 		json=$WORK/$target-$n.json
 		status=0
@@ -177,7 +199,7 @@ for target in origin nginx edge; do
 		o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$cache_pid")
 		load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine shows here
 		up1=$(wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0)
-		[ "$target" = edge ] && up1=$(edge_upstream)
+		[ -n "$edge_port" ] && up1=$(edge_upstream "$edge_port")
 		if [ ! -s "$json" ]; then
 			log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n.progress" >&2
 			continue
@@ -191,22 +213,28 @@ for target in origin nginx edge; do
 			origin_rps=$(jq '.total.requests_per_s.total | floor' "$json")
 			nginx_cpu=-; nginx_rss=-
 		fi
+		# CPU per delivered part: the cache's (or, direct, the origin's) CPU
+		# over the parts the listeners received (part + hinted_part).
+		if [ "$target" = origin ]; then per=$o0:$o1; else per=$g0:$g1; fi
+		us_part=$(jq --argjson a "${per%%:*}" --argjson b "${per##*:}" --argjson t "$TICK" '
+			((.total.requests.part // 0) + (.total.requests.hinted_part // 0)) as $parts
+			| if $parts > 0 then (($b-$a)/$t/$parts*1e6|round) else "-" end' "$json")
 		origin_cpu=$(jq -n --argjson a "$o0" --argjson b "$o1" --argjson t "$TICK" '(($b-$a)/$t*100|round)/100')
 		origin_rss=$(($(peak_kib "$ORIGIN_PID") / 1024))
 		jq -r --arg target "$target" --arg ocpu "$origin_cpu" --arg orss "$origin_rss" \
-			--arg orps "$origin_rps" --arg ncpu "$nginx_cpu" --arg nrss "$nginx_rss" --arg load "$load" '
+			--arg orps "$origin_rps" --arg ncpu "$nginx_cpu" --arg nrss "$nginx_rss" --arg load "$load" --arg uspart "$us_part" '
 			[ $target, .listeners,
 			  (.total.part_latency.p50_ms // "-"), (.total.part_latency.p99_ms // "-"),
 			  (.total.time_to_first_audio.p99_ms // "-"),
 			  "\(.total.stalls) (\(.total.stall_ratio * 1000 | round / 10)%)",
 			  .total.errors_total, (.total.requests_per_s.total | floor), $orps,
-			  $ocpu, $orss, $ncpu, $nrss,
+			  $ocpu, $orss, $ncpu, $nrss, $uspart,
 			  "\(.generator.cpu_s) (\(.generator.cores))", $load ] | @tsv' "$json" >>"$ROWS"
 	done
 done
 
-echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | errors | req/s | origin req/s | origin CPU-s | origin peak RSS MiB | cache CPU-s | cache peak RSS MiB | generator CPU-s (cores) | load avg |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | errors | req/s | origin req/s | origin CPU-s | origin peak RSS MiB | cache CPU-s | cache peak RSS MiB | server CPU µs/part | generator CPU-s (cores) | load avg |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 sed 's/\t/ | /g; s/^/| /; s/$/ |/' "$ROWS"
 echo
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); points of $DURATION, ramp $RAMP, mix $MIX; CPU-s over each point"

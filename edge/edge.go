@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/amphi-live/amphi/internal/h1"
 	"github.com/amphi-live/amphi/internal/httpserve"
 	"github.com/amphi-live/amphi/internal/llhls"
 	"github.com/amphi-live/amphi/internal/player"
@@ -217,12 +218,19 @@ func (e *Edge) known(name string) bool {
 // Serve serves on ln until ctx ends, then shuts down: held requests are
 // released and the trackers stop.
 func (e *Edge) Serve(ctx context.Context, ln net.Listener) error {
-	srv := httpserve.NewServer(e.mux, 8<<10, e.log)
+	// The edge's hot path, thousands of small keep-alive requests a
+	// second, is served by h1 rather than net/http (see package h1).
+	srv := &h1.Server{
+		Handler:        e.mux,
+		MaxHeaderBytes: 8 << 10,
+		MaxConns:       e.conf.MaxConns,
+		Logger:         e.log,
+	}
 	e.log.Info("edge listening", "addr", ln.Addr().String(), "upstreams", strings.Join(e.conf.Upstreams, ","))
 	g, gctx := errgroup.WithContext(ctx)
 	// Before shutting down, e.cancel stops the trackers and releases every
 	// held request with 503, so listeners retry on another edge at once.
-	g.Go(func() error { return httpserve.Serve(gctx, srv, limitListener(ln, e.conf.MaxConns), e.cancel) })
+	g.Go(func() error { return httpserve.Serve(gctx, srv, ln, e.cancel) })
 	g.Go(func() error {
 		e.janitor(gctx)
 		return nil

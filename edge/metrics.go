@@ -2,8 +2,11 @@ package edge
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,9 +18,13 @@ import (
 
 // metrics are the edge's Prometheus metrics, on a registry of its own.
 type metrics struct {
-	known       func(broadcast string) bool
-	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec
+	known    func(broadcast string) bool
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	// Resolved children of requests and listeners, so the hot path does
+	// not hash label values on every request.
+	requestsBy  [len(requestKinds)][600]atomic.Pointer[counterRef]
+	listenersBy sync.Map // broadcast → prometheus.Gauge
 	hits        prometheus.Counter
 	misses      prometheus.Counter
 	collapsed   prometheus.Counter
@@ -111,7 +118,7 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		// Only broadcasts being served get a label: made-up names must not
 		// grow the label set.
 		if playlist && llhls.ValidName(broadcast) && m.known(broadcast) {
-			g = m.listeners.WithLabelValues(broadcast)
+			g = m.listenerGauge(broadcast)
 			g.Inc()
 		}
 		h.ServeHTTP(sw, r)
@@ -121,8 +128,37 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		if g != nil {
 			g.Dec()
 		}
-		m.requests.WithLabelValues(kind, strconv.Itoa(sw.code)).Inc()
+		m.requestCounter(kind, sw.code).Inc()
 	})
+}
+
+// requestKinds are the kinds requestKind returns.
+var requestKinds = [...]string{"page", "multivariant", "playlist", "blocking_playlist", "media"}
+
+type counterRef struct{ prometheus.Counter }
+
+func (m *metrics) requestCounter(kind string, code int) prometheus.Counter {
+	k := slices.Index(requestKinds[:], kind)
+	if k < 0 || code < 0 || code >= len(m.requestsBy[0]) {
+		return m.requests.WithLabelValues(kind, strconv.Itoa(code))
+	}
+	if c := m.requestsBy[k][code].Load(); c != nil {
+		return c.Counter
+	}
+	c := &counterRef{m.requests.WithLabelValues(kind, strconv.Itoa(code))}
+	m.requestsBy[k][code].Store(c)
+	return c.Counter
+}
+
+// listenerGauge is only called for broadcasts being served, so the map is
+// bounded like the label set.
+func (m *metrics) listenerGauge(broadcast string) prometheus.Gauge {
+	if g, ok := m.listenersBy.Load(broadcast); ok {
+		return g.(prometheus.Gauge)
+	}
+	g := m.listeners.WithLabelValues(broadcast)
+	m.listenersBy.Store(broadcast, g)
+	return g
 }
 
 // observeDelivery records a part served created ago.

@@ -25,10 +25,17 @@ func NewServer(handler http.Handler, maxHeaderBytes int, log *slog.Logger) *http
 	}
 }
 
+// Server is what Serve runs: net/http's Server or the edge's h1.Server.
+type Server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // Serve serves srv on ln until ctx ends. Then it calls beforeShutdown (to
 // release held requests) and shuts srv down, waiting at most 5 s for
 // requests in flight.
-func Serve(ctx context.Context, srv *http.Server, ln net.Listener, beforeShutdown func()) error {
+func Serve(ctx context.Context, srv Server, ln net.Listener, beforeShutdown func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -1,0 +1,286 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	readBufSize = 4 << 10
+	// maxDiscard is how much of an unread request body is drained to keep
+	// the connection; beyond it the connection closes instead.
+	maxDiscard = 256 << 10
+	// slack is how far early a deadline may be renewed: moving a deadline
+	// costs a runtime timer update, so one is only moved when it would fire
+	// within slack of the wanted time.
+	slack = time.Second
+)
+
+// conn is one client connection and everything reused across its requests.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	idle atomic.Bool // waiting between requests; Shutdown may close it
+
+	buf  []byte // read buffer: buf[r:w] is unread input
+	r, w int
+
+	readDeadline  time.Time
+	writeDeadline time.Time
+
+	remote string
+	tmpl   http.Request // a blank Request carrying the server's context
+	req    http.Request
+	url    url.URL
+	hdr    http.Header
+	vals   []string // backing store for single header values
+	body   body
+	resp   response
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, buf: make([]byte, readBufSize), hdr: make(http.Header, 8)}
+	c.remote = nc.RemoteAddr().String()
+	c.tmpl = *new(http.Request).WithContext(s.baseCtx)
+	c.resp.hdr = make(http.Header, 8)
+	c.resp.c = c
+	c.body.c = c
+	return c
+}
+
+// errHeadTooLarge and friends end a connection with an answer.
+var (
+	errHeadTooLarge = errors.New("request header fields too large")
+	errClientGone   = errors.New("connection closed by client")
+)
+
+func (c *conn) serve() {
+	defer func() {
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			c.srv.Logger.Error("h1: panic serving connection", "remote", c.nc.RemoteAddr().String(),
+				"panic", v, "stack", string(debug.Stack()))
+		}
+		c.nc.Close()
+		c.srv.untrack(c)
+	}()
+	for {
+		head, err := c.readHead()
+		if err != nil {
+			c.failHead(err)
+			return
+		}
+		if !c.serveOne(head) {
+			return
+		}
+	}
+}
+
+// readHead waits for the next request head and returns it, unparsed,
+// including its final blank line.
+func (c *conn) readHead() ([]byte, error) {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+		if len(c.buf) > readBufSize {
+			c.buf = make([]byte, readBufSize) // give back a buffer grown for a big head
+		}
+	}
+	start := time.Now()
+	if c.r == c.w {
+		// Idle between requests.
+		c.idle.Store(true)
+		if c.srv.closing.Load() {
+			return nil, errClientGone
+		}
+		c.setReadDeadline(start, c.srv.IdleTimeout)
+		n, _ := c.nc.Read(c.buf[c.w:])
+		c.idle.Store(false)
+		if n == 0 {
+			return nil, errClientGone
+		}
+		c.w += n
+		start = time.Now()
+	}
+	scanned := c.r
+	headerDeadline := false
+	for {
+		if end := headEnd(c.buf[c.r:c.w], scanned-c.r); end > 0 {
+			if end > c.srv.MaxHeaderBytes {
+				return nil, errHeadTooLarge
+			}
+			head := c.buf[c.r : c.r+end]
+			c.r += end
+			return head, nil
+		}
+		scanned = max(c.r, c.w-3)
+		if c.w-c.r >= c.srv.MaxHeaderBytes {
+			return nil, errHeadTooLarge
+		}
+		if c.w == len(c.buf) {
+			c.grow()
+		}
+		if !headerDeadline {
+			// A head that did not arrive in one read has ReadHeaderTimeout
+			// from its first byte.
+			c.nc.SetReadDeadline(start.Add(c.srv.ReadHeaderTimeout))
+			c.readDeadline = time.Time{} // forces the idle deadline back next time
+			headerDeadline = true
+		}
+		n, err := c.nc.Read(c.buf[c.w:min(len(c.buf), c.r+c.srv.MaxHeaderBytes)])
+		c.w += n
+		if n == 0 && err != nil {
+			// Closed or timed out mid-head: nobody to answer.
+			return nil, errClientGone
+		}
+	}
+}
+
+// grow makes room at the end of buf, moving unread input to the front.
+func (c *conn) grow() {
+	n := c.w - c.r
+	nb := c.buf
+	if n >= len(c.buf)/2 {
+		nb = make([]byte, min(2*len(c.buf), c.srv.MaxHeaderBytes+readBufSize))
+	}
+	copy(nb, c.buf[c.r:c.w])
+	c.buf, c.r, c.w = nb, 0, n
+}
+
+// headEnd returns the length of the head in b (through its blank line), or
+// 0 when b holds no complete head. from is where to resume scanning.
+func headEnd(b []byte, from int) int {
+	from = max(from, 0)
+	for {
+		i := bytes.IndexByte(b[from:], '\n')
+		if i < 0 {
+			return 0
+		}
+		i += from
+		// A blank line: "\n\n" or "\n\r\n".
+		if i+1 < len(b) && b[i+1] == '\n' {
+			return i + 2
+		}
+		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
+			return i + 3
+		}
+		from = i + 1
+	}
+}
+
+// setReadDeadline makes sure the read deadline is at least d from now,
+// moving it only when it would otherwise fire within slack of that.
+func (c *conn) setReadDeadline(now time.Time, d time.Duration) {
+	want := now.Add(d)
+	if !c.readDeadline.IsZero() && !c.readDeadline.Before(want) && c.readDeadline.Sub(want) <= slack {
+		return
+	}
+	c.readDeadline = want.Add(slack)
+	c.nc.SetReadDeadline(c.readDeadline)
+}
+
+// setWriteDeadline is setReadDeadline for writes, with an absolute time.
+func (c *conn) setWriteDeadline(want time.Time) error {
+	if want.IsZero() {
+		c.writeDeadline = want
+		return c.nc.SetWriteDeadline(want)
+	}
+	if !c.writeDeadline.IsZero() && !c.writeDeadline.Before(want) && c.writeDeadline.Sub(want) <= slack {
+		return nil
+	}
+	c.writeDeadline = want.Add(slack)
+	return c.nc.SetWriteDeadline(c.writeDeadline)
+}
+
+// failHead answers a request head that could not be read, when there is
+// one to answer, and ends the connection.
+func (c *conn) failHead(err error) {
+	var bad *requestError
+	switch {
+	case errors.Is(err, errHeadTooLarge):
+		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
+	case errors.As(err, &bad):
+		c.writeError(bad.status, bad.msg)
+	}
+}
+
+// writeError writes a minimal error response that closes the connection.
+func (c *conn) writeError(status int, msg string) {
+	var b []byte
+	b = append(b, statusLine(status)...)
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	body := itoa(status) + " " + http.StatusText(status) + ": " + msg + "\n"
+	b = append(b, itoa(len(body))...)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	c.setWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	c.nc.Write(b)
+}
+
+// serveOne parses head, runs the handler and finishes the response. It
+// reports whether the connection stays open for another request.
+func (c *conn) serveOne(head []byte) bool {
+	keep, err := c.parse(head)
+	if err != nil {
+		c.failHead(err)
+		return false
+	}
+	w := &c.resp
+	w.reset(&c.req, keep)
+	c.srv.Handler.ServeHTTP(w, &c.req)
+	if !w.finish() {
+		return false
+	}
+	if !c.body.drain() {
+		return false
+	}
+	return !w.closeAfter && !c.srv.closing.Load()
+}
+
+// Read reads request bytes: what is buffered first, then the connection.
+// The body reader uses it.
+func (c *conn) Read(p []byte) (int, error) {
+	if c.r < c.w {
+		n := copy(p, c.buf[c.r:c.w])
+		c.r += n
+		return n, nil
+	}
+	if len(p) >= len(c.buf) {
+		return c.nc.Read(p)
+	}
+	c.r, c.w = 0, 0
+	n, err := c.nc.Read(c.buf)
+	c.w = n
+	m := copy(p, c.buf[:n])
+	c.r = m
+	return m, err
+}
+
+// readLine returns the next line of input, '\n' included, for chunked
+// bodies. The line is only valid until the next read.
+func (c *conn) readLine() ([]byte, error) {
+	scanned := c.r
+	for {
+		if i := bytes.IndexByte(c.buf[scanned:c.w], '\n'); i >= 0 {
+			line := c.buf[c.r : scanned+i+1]
+			c.r = scanned + i + 1
+			return line, nil
+		}
+		if c.w-c.r >= readBufSize {
+			return nil, errMalformedChunk
+		}
+		if c.w == len(c.buf) {
+			c.grow()
+		}
+		scanned = c.w
+		n, err := c.nc.Read(c.buf[c.w:])
+		c.w += n
+		if n == 0 && err != nil {
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,407 @@
+package h1
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// bufferLimit is how much body an unknown-length response buffers
+	// before it goes out chunked.
+	bufferLimit = 32 << 10
+	// copyLimit: a known-length body up to this size is copied behind its
+	// head for one write(2); a larger one leaves by writev(2) uncopied.
+	copyLimit = 16 << 10
+)
+
+// response implements http.ResponseWriter and http.Flusher, and the
+// SetWriteDeadline and SetReadDeadline methods http.ResponseController uses.
+type response struct {
+	c   *conn
+	req *http.Request
+	hdr http.Header
+
+	status      int  // 0 until WriteHeader
+	committed   bool // the head is on the wire
+	keep        bool // keep the connection after this response
+	closeAfter  bool
+	chunked     bool
+	noBody      bool    // HEAD, 1xx, 204, 304
+	declared    int64   // Content-Length the handler set, or -1
+	written     int64   // body bytes accepted
+	buf         *outBuf // body of unknown length, before commit
+	deadlineSet bool
+	failed      bool // a write failed: the connection is done
+}
+
+func (w *response) reset(req *http.Request, keep bool) {
+	clear(w.hdr)
+	*w = response{c: w.c, req: req, hdr: w.hdr, keep: keep, declared: -1}
+}
+
+// Header implements http.ResponseWriter.
+func (w *response) Header() http.Header { return w.hdr }
+
+// WriteHeader implements http.ResponseWriter. 1xx codes are ignored.
+func (w *response) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic("h1: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if w.status != 0 || code < 200 {
+		return
+	}
+	w.status = code
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if cl := w.hdr["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			w.declared = n
+		}
+	}
+	if w.declared < 0 {
+		delete(w.hdr, "Content-Length")
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (w *response) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, net.ErrClosed
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			w.written += int64(len(p))
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	switch {
+	case w.committed && w.chunked:
+		return w.writeChunk(p)
+	case w.committed:
+		return w.send(p)
+	case w.declared >= 0:
+		// The length is known: head and body leave together.
+		o := getBuf()
+		defer putBuf(o)
+		o.b = w.appendHead(o.b, w.declared, sniff(w.hdr, p))
+		if len(p) <= copyLimit {
+			o.b = append(o.b, p...)
+			_, err := w.send(o.b)
+			return len(p), err
+		}
+		_, err := w.send(o.b, p)
+		return len(p), err
+	}
+	if w.buf == nil {
+		w.buf = getBuf()
+	}
+	w.buf.b = append(w.buf.b, p...)
+	if len(w.buf.b) > bufferLimit {
+		if err := w.startChunked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush implements http.Flusher: what is buffered goes out now, chunked.
+func (w *response) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed && !w.noBody && w.declared < 0 {
+		w.startChunked()
+		return
+	}
+	if !w.committed {
+		w.commitHead()
+	}
+}
+
+// SetWriteDeadline is what http.ResponseController calls.
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.deadlineSet = true
+	return w.c.setWriteDeadline(t)
+}
+
+// SetReadDeadline is what http.ResponseController calls.
+func (w *response) SetReadDeadline(t time.Time) error {
+	w.c.readDeadline = time.Time{} // the idle deadline must be set again
+	return w.c.nc.SetReadDeadline(t)
+}
+
+// startChunked sends the head and the buffered body as the first chunk
+// (or, for HTTP/1.0, as the start of a body that ends when the connection
+// closes).
+func (w *response) startChunked() error {
+	var body []byte
+	if w.buf != nil {
+		body = w.buf.b
+		defer putBuf(w.buf)
+		w.buf = nil
+	}
+	if w.req.ProtoMinor == 0 {
+		w.closeAfter = true
+	} else {
+		w.chunked = true
+	}
+	o := getBuf()
+	defer putBuf(o)
+	o.b = w.appendHead(o.b, -1, sniff(w.hdr, body))
+	var err error
+	switch {
+	case len(body) == 0:
+		_, err = w.send(o.b)
+	case w.chunked:
+		o.b = appendChunkHeader(o.b, len(body))
+		_, err = w.send(o.b, body, crlf)
+	default:
+		_, err = w.send(o.b, body)
+	}
+	return err
+}
+
+var (
+	crlf      = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n")
+)
+
+func (w *response) writeChunk(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var hb [20]byte
+	_, err := w.send(appendChunkHeader(hb[:0], len(p)), p, crlf)
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func appendChunkHeader(b []byte, n int) []byte {
+	b = strconv.AppendInt(b, int64(n), 16)
+	return append(b, '\r', '\n')
+}
+
+func (w *response) commitHead() {
+	length := w.declared
+	if w.noBody && w.req.Method != http.MethodHead {
+		length = -2
+	}
+	o := getBuf()
+	o.b = w.appendHead(o.b, length, "")
+	w.send(o.b)
+	putBuf(o)
+}
+
+// finish completes the response after the handler returned. It reports
+// whether the connection can be reused.
+func (w *response) finish() bool {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	switch {
+	case w.failed:
+	case !w.committed:
+		var body []byte
+		if w.buf != nil {
+			body = w.buf.b
+		}
+		length := int64(len(body))
+		switch {
+		case w.declared >= 0:
+			length = w.declared
+		case w.noBody && w.req.Method != http.MethodHead:
+			length = -2
+		case w.req.Method == http.MethodHead && w.written == 0:
+			length = -2
+		case w.req.Method == http.MethodHead:
+			length = w.written
+		}
+		o := getBuf()
+		o.b = w.appendHead(o.b, length, sniff(w.hdr, body))
+		if length >= 0 && !w.noBody {
+			o.b = append(o.b, body...)
+		}
+		w.send(o.b)
+		putBuf(o)
+	case w.chunked:
+		w.send(lastChunk)
+	}
+	if w.buf != nil {
+		putBuf(w.buf)
+		w.buf = nil
+	}
+	if w.declared >= 0 && w.written < w.declared && !w.noBody {
+		// The client waits for bytes that will never come.
+		w.closeAfter = true
+	}
+	return !w.failed && !w.closeAfter
+}
+
+// send writes the given pieces at once: one write(2) for one piece,
+// writev(2) for more.
+func (w *response) send(pieces ...[]byte) (int, error) {
+	if !w.deadlineSet {
+		w.deadlineSet = true
+		w.c.setWriteDeadline(time.Now().Add(w.c.srv.WriteTimeout))
+	}
+	var err error
+	var n int
+	if len(pieces) == 1 {
+		n, err = w.c.nc.Write(pieces[0])
+	} else {
+		bufs := net.Buffers(pieces)
+		var m int64
+		m, err = bufs.WriteTo(w.c.nc)
+		n = int(m)
+	}
+	if err != nil {
+		w.failed = true
+	}
+	return n, err
+}
+
+// appendHead appends the status line and headers. length is the
+// Content-Length to send, -1 when the body is chunked or close-delimited,
+// -2 when none must be sent. contentType is a sniffed type used when the
+// handler set none.
+func (w *response) appendHead(b []byte, length int64, contentType string) []byte {
+	w.committed = true
+	if w.c.srv.closing.Load() || hasToken(w.hdr["Connection"], "close") {
+		w.closeAfter = true
+	}
+	if !w.keep {
+		w.closeAfter = true
+	}
+	b = append(b, statusLine(w.status)...)
+	if _, ok := w.hdr["Date"]; !ok {
+		b = append(b, "Date: "...)
+		b = append(b, httpDate()...)
+		b = append(b, '\r', '\n')
+	}
+	if contentType != "" {
+		b = append(b, "Content-Type: "...)
+		b = append(b, contentType...)
+		b = append(b, '\r', '\n')
+	}
+	for k, vs := range w.hdr {
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive":
+			continue
+		}
+		if !isToken(k) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ':', ' ')
+			b = appendValue(b, v)
+			b = append(b, '\r', '\n')
+		}
+	}
+	switch {
+	case length >= 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, length, 10)
+		b = append(b, '\r', '\n')
+	case length == -1 && w.chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	switch {
+	case w.closeAfter:
+		b = append(b, "Connection: close\r\n"...)
+	case w.req.ProtoMinor == 0:
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendValue appends v with CR and LF replaced, so a value can never
+// split the response (net/http does the same).
+func appendValue(b []byte, v string) []byte {
+	if !strings.ContainsAny(v, "\r\n") {
+		return append(b, v...)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// sniff returns the Content-Type to add: none when the handler set one
+// (even to nil, which asks for none) or there is no body.
+func sniff(h http.Header, body []byte) string {
+	if _, ok := h["Content-Type"]; ok || len(body) == 0 {
+		return ""
+	}
+	return http.DetectContentType(body)
+}
+
+// statusLines holds the status line of every code net/http names.
+var statusLines = func() (t [600]string) {
+	for code := range t {
+		if text := http.StatusText(code); text != "" {
+			t[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+		}
+	}
+	return t
+}()
+
+func statusLine(code int) string {
+	if code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " status code " + strconv.Itoa(code) + "\r\n"
+}
+
+// httpDate is the Date header value, formatted once per second.
+func httpDate() string {
+	now := time.Now()
+	sec := now.Unix()
+	if d := cachedDate.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &dateText{sec: sec, text: now.UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}
+
+type dateText struct {
+	sec  int64
+	text string
+}
+
+var cachedDate atomic.Pointer[dateText]
+
+// outBuf is a pooled output buffer: the pool holds pointers, so getting
+// and putting one allocates nothing.
+type outBuf struct{ b []byte }
+
+var bufPool = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 2048)} }}
+
+func getBuf() *outBuf { return bufPool.Get().(*outBuf) }
+
+func putBuf(o *outBuf) {
+	if cap(o.b) > 64<<10 {
+		return
+	}
+	o.b = o.b[:0]
+	bufPool.Put(o)
+}
