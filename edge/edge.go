@@ -45,6 +45,7 @@ type Edge struct {
 	flight  flightGroup
 	core    *llhls.Handler
 	mux     *http.ServeMux
+	root    http.Handler // mux, with a shortcut for /live/
 	metrics *metrics
 
 	ctx    context.Context
@@ -102,14 +103,25 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		cancel()
 		return nil, err
 	}
-	e.mux.Handle("/live/", e.metrics.instrument(e.core))
+	live := e.metrics.instrument(e.core)
+	e.mux.Handle("/live/", live)
 	e.mux.Handle("GET /metrics", e.metrics.handler())
 	e.mux.HandleFunc("GET /healthz", httpserve.Health)
+	// Listener requests skip the mux's routing when their path needs no
+	// cleaning; anything with "//" or "/." goes through it (and its
+	// redirects) as before.
+	e.root = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.HasPrefix(p, "/live/") && !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+			live.ServeHTTP(w, r)
+			return
+		}
+		e.mux.ServeHTTP(w, r)
+	})
 	return e, nil
 }
 
 // Handler returns the edge's HTTP handler.
-func (e *Edge) Handler() http.Handler { return e.mux }
+func (e *Edge) Handler() http.Handler { return e.root }
 
 // catalog adapts Edge to llhls.Catalog.
 type catalog struct{ e *Edge }
@@ -221,7 +233,7 @@ func (e *Edge) Serve(ctx context.Context, ln net.Listener) error {
 	// The edge's hot path, thousands of small keep-alive requests a
 	// second, is served by h1 rather than net/http (see package h1).
 	srv := &h1.Server{
-		Handler:        e.mux,
+		Handler:        e.root,
 		MaxHeaderBytes: 8 << 10,
 		MaxConns:       e.conf.MaxConns,
 		Logger:         e.log,

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -35,7 +36,7 @@ type conn struct {
 	writeDeadline time.Time
 
 	remote string
-	tmpl   http.Request // a blank Request carrying the server's context
+	tmpl   http.Request // a blank Request, its context set
 	req    http.Request
 	url    url.URL
 	hdr    http.Header
@@ -47,7 +48,7 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, buf: make([]byte, readBufSize), hdr: make(http.Header, 8)}
 	c.remote = nc.RemoteAddr().String()
-	c.tmpl = *new(http.Request).WithContext(s.baseCtx)
+	c.tmpl = *new(http.Request).WithContext(context.Background())
 	c.resp.hdr = make(http.Header, 8)
 	c.resp.c = c
 	c.body.c = c
@@ -106,10 +107,10 @@ func (c *conn) readHead() ([]byte, error) {
 		c.w += n
 		start = time.Now()
 	}
-	scanned := c.r
+	scanned := 0 // how much of the unread input is known to hold no head end
 	headerDeadline := false
 	for {
-		if end := headEnd(c.buf[c.r:c.w], scanned-c.r); end > 0 {
+		if end := headEnd(c.buf[c.r:c.w], scanned); end > 0 {
 			if end > c.srv.MaxHeaderBytes {
 				return nil, errHeadTooLarge
 			}
@@ -117,7 +118,8 @@ func (c *conn) readHead() ([]byte, error) {
 			c.r += end
 			return head, nil
 		}
-		scanned = max(c.r, c.w-3)
+		// Relative to c.r, so it survives grow moving the input.
+		scanned = max(0, c.w-c.r-3)
 		if c.w-c.r >= c.srv.MaxHeaderBytes {
 			return nil, errHeadTooLarge
 		}

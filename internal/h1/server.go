@@ -20,8 +20,11 @@
 //
 // What it leaves out: HTTP/2, TLS (terminate it in front, or use net/http),
 // Hijack, trailers in responses, 1xx responses from handlers (ignored), and
-// noticing a client that leaves while its request is held: a held request
-// ends at its hold limit or at shutdown, as LL-HLS holds are bounded anyway.
+// noticing a client that leaves while its request is held. A request's
+// context is never cancelled (a Done channel shared by thousands of held
+// requests would cost every wake-up a lock): a held request ends at its hold
+// limit, or when the handler's own stop signal fires at shutdown, as the
+// serving core's do.
 package h1
 
 import (
@@ -60,12 +63,8 @@ type Server struct {
 	Logger *slog.Logger
 
 	initOnce sync.Once
-	// baseCtx is every request's context. Like net/http's, it is not
-	// cancelled by Shutdown (handlers finish their answers), only by Close.
-	baseCtx context.Context
-	cancel  context.CancelFunc
-	sem     chan struct{}
-	quit    chan struct{} // closed when Shutdown or Close begins
+	sem      chan struct{}
+	quit     chan struct{} // closed when Shutdown or Close begins
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -109,7 +108,6 @@ func (s *Server) init() {
 		if s.MaxConns > 0 {
 			s.sem = make(chan struct{}, s.MaxConns)
 		}
-		s.baseCtx, s.cancel = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
@@ -237,7 +235,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.init()
 	s.beginClose()
-	s.cancel()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.nc.Close()

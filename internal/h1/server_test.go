@@ -410,3 +410,19 @@ func TestHandlerPanicClosesConnection(t *testing.T) {
 	_, _, rs := raw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET")
 	require.Equal(t, "fine", bodyOf(t, rs[0]))
 }
+
+// TestManyPipelinedRequests crosses the read buffer's end many times, with
+// heads split between two reads.
+func TestManyPipelinedRequests(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(echo)})
+	var reqs strings.Builder
+	methods := make([]string, 300)
+	for i := range methods {
+		methods[i] = "GET"
+		fmt.Fprintf(&reqs, "GET /r/%d?%s HTTP/1.1\r\nHost: h\r\nX-Test: %d\r\n\r\n", i, strings.Repeat("q", i%97), i)
+	}
+	_, _, rs := raw(t, addr, reqs.String(), methods...)
+	for i, r := range rs {
+		require.Contains(t, bodyOf(t, r), fmt.Sprintf("GET /r/%d HTTP/1.1", i))
+	}
+}
