@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +28,8 @@ type loadtestOptions struct {
 	maxErrors     int64
 	sourceIPs     string
 	timeout       time.Duration
+	cpuProfile    string
+	procs         int
 }
 
 func newLoadtestCmd() *cobra.Command { return loadtestCommand(&loadtestOptions{}) }
@@ -75,6 +79,8 @@ func loadtestCommand(o *loadtestOptions) *cobra.Command {
 	f.Int64Var(&o.maxErrors, "max-errors", -1, "fail (exit 1) when more requests than this fail (negative: off)")
 	f.StringVar(&o.sourceIPs, "source-ips", "", "local source addresses, e.g. 127.0.0.1-127.0.0.254 (default: that range for loopback targets)")
 	f.DurationVar(&o.timeout, "timeout", 0, "limit for one request (0: max(5s, 3 x target duration + 1s))")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the generator to this file (for go tool pprof)")
+	f.IntVar(&o.procs, "procs", 0, "cores the generator's Go code may use at once (GOMAXPROCS; 0: all); 1 costs the least per request, but a generator at 1.0 cores delays what it measures")
 	return cmd
 }
 
@@ -98,6 +104,8 @@ func (o *loadtestOptions) config(url string) (loadtest.Config, error) {
 		return cfg, fmt.Errorf("--ramp must be at least 0 and shorter than --duration, got %s", o.ramp)
 	case o.timeout < 0:
 		return cfg, fmt.Errorf("--timeout must not be negative, got %s", o.timeout)
+	case o.procs < 0:
+		return cfg, fmt.Errorf("--procs must not be negative, got %d", o.procs)
 	}
 	var err error
 	if cfg.Mix, err = loadtest.ParseMix(o.mix); err != nil {
@@ -114,10 +122,21 @@ func (o *loadtestOptions) config(url string) (loadtest.Config, error) {
 // runLoadtest runs the test with a progress display, prints the summary to
 // stdout, writes --json, and turns exceeded thresholds into exit status 1.
 func runLoadtest(ctx context.Context, cfg loadtest.Config, o *loadtestOptions, stdout, stderr io.Writer) error {
+	if o.procs > 0 {
+		prev := runtime.GOMAXPROCS(o.procs)
+		defer runtime.GOMAXPROCS(prev)
+	}
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
 	prog := newProgressDisplay(stdout, stderr, cfg.Duration)
 	cfg.Progress = prog.update
 	rep, err := loadtest.Run(ctx, cfg)
 	prog.finish()
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return err
 	}
@@ -134,6 +153,29 @@ func runLoadtest(ctx context.Context, cfg loadtest.Config, o *loadtestOptions, s
 		return &exitError{code: 1, err: fmt.Errorf("thresholds exceeded: %s", strings.Join(violations, "; "))}
 	}
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into name ("": none); the function
+// it returns stops it and closes the file.
+func startCPUProfile(name string) (stop func() error, err error) {
+	if name == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func writeReportFile(name string, rep *loadtest.Report) error {

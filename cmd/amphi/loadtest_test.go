@@ -66,6 +66,7 @@ func TestLoadtestBadFlagsAreUsageErrors(t *testing.T) {
 		{url, "--source-ips", "127.0.0.9-127.0.0.1"},
 		{url, "--max-errors", "few"},
 		{url, "--timeout", "-1s"},
+		{url, "--procs", "-1"},
 		{url, "--no-such-flag"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -133,6 +134,17 @@ func TestLoadtestWritesJSON(t *testing.T) {
 	require.Positive(t, rep.Total.RequestsPerSec["segment"])
 	require.Positive(t, rep.Generator.CPU)
 	require.True(t, rep.Thresholds.Passed)
+}
+
+// Not parallel: the CPU profiler is one per process.
+func TestLoadtestCPUProfile(t *testing.T) {
+	url := staticHLS(t, 3, http.StatusOK)
+	file := filepath.Join(t.TempDir(), "cpu.pprof")
+	_, stderr, err := runLoadtestCmd(t, url, "-n", "2", "-d", "1s", "--mix", "legacy=1", "--cpuprofile", file, "--procs", "1")
+	require.NoError(t, err, stderr)
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Positive(t, st.Size())
 }
 
 func TestLoadtestThresholdsSetTheExitCode(t *testing.T) {

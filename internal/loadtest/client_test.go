@@ -92,6 +92,69 @@ func TestConnKeepsOneConnectionAlive(t *testing.T) {
 	require.EqualValues(t, 1, conns.Load())
 }
 
+// Plain TCP connections take the raw path (the request written inside the
+// response's read); TLS ones the net.Conn path. Both keep one connection.
+func TestConnOverTLSAndRaw(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(r.URL.RequestURI()))
+	})
+	for _, tc := range []struct {
+		name string
+		srv  *httptest.Server
+		raw  bool
+	}{
+		{"http", httptest.NewServer(handler), rawAvailable},
+		{"https", httptest.NewTLSServer(handler), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.srv.Close()
+			tg := testTarget(t, tc.srv.URL)
+			if tg.tls != nil {
+				tg.tls.RootCAs = tc.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+			}
+			c := newConn(tg, netip.Addr{})
+			defer c.close()
+			var body []byte
+			for i := range 5 {
+				path := "/p" + strings.Repeat("x", i)
+				res, err := c.get(soon(), []byte(path), &body)
+				require.NoError(t, err)
+				require.Equal(t, 200, res.status)
+				require.Equal(t, path, string(body))
+			}
+			require.Equal(t, 1, c.dials)
+			require.Equal(t, tc.raw, c.raw != nil)
+		})
+	}
+}
+
+// A request larger than the socket takes at once is finished with a
+// blocking write before the answer is read.
+func TestConnRawRequestThatFillsTheSocket(t *testing.T) {
+	if !rawAvailable {
+		t.Skip("no raw path on this system")
+	}
+	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for readRequest(br) {
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		}
+	})
+	c := newConn(testTarget(t, addr), netip.Addr{})
+	defer c.close()
+	var body []byte
+	_, err := c.get(soon(), []byte("/small"), &body)
+	require.NoError(t, err)
+	require.NoError(t, c.nc.(*net.TCPConn).SetWriteBuffer(4096))
+	path := []byte("/" + strings.Repeat("a", 1<<20))
+	for range 2 {
+		res, err := c.get(soon(), path, &body)
+		require.NoError(t, err)
+		require.Equal(t, 200, res.status)
+		require.Equal(t, "ok", string(body))
+	}
+	require.Equal(t, 1, c.dials)
+}
+
 func TestConnReadsChunkedBodies(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		for _, s := range []string{"#EXTM3U\n", strings.Repeat("x", 5000), "\nend"} {

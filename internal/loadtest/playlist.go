@@ -37,6 +37,16 @@ const maxEntries = 100000
 // nanoseconds of the audio (EXT-X-PROGRAM-DATE-TIME); the playlist keeps its
 // slices between parses so that steady-state parsing does not allocate.
 type mediaPlaylist struct {
+	playlistTags
+	timed bool // starts below come from PROGRAM-DATE-TIME
+	segs  []segment
+	parts []part
+
+	resume checkpoint // where the next parse may start
+}
+
+// playlistTags are the playlist-wide tags.
+type playlistTags struct {
 	targetDuration time.Duration
 	partTarget     time.Duration // 0: no EXT-X-PART-INF
 	partHoldBack   time.Duration
@@ -49,9 +59,29 @@ type mediaPlaylist struct {
 	mapURI         []byte // nil: no EXT-X-MAP
 	hint           []byte // URI of EXT-X-PRELOAD-HINT TYPE=PART; nil: none
 	hintByteRange  bool   // the hint carries BYTERANGE-START
-	timed          bool   // starts below come from PROGRAM-DATE-TIME
-	segs           []segment
-	parts          []part
+}
+
+// checkpoint is the parser's state at the end of the last complete segment
+// of the body parsed last: off bytes into it, a copy of which is prefix.
+// A blocking reload of a live playlist repeats everything up to its newest
+// segment, so parse checks that prefix and goes on from there: it reads
+// the few lines of the newest parts instead of the whole playlist. What
+// parsing after the checkpoint does never touches the segments and parts
+// before it, and fillTimes recomputes every derived time, so the result is
+// the same as a full parse. The URIs kept from before the checkpoint point
+// into the old body's storage, so the new body must lie in the same storage
+// (base), where its bytes are the same: the listener reads every playlist
+// into one reused buffer.
+type checkpoint struct {
+	ok            bool
+	off           int
+	base          *byte // the body's first byte
+	prefix        []byte
+	tags          playlistTags
+	nSegs, nParts int
+	haveTarget    bool
+	nextMSN       int64
+	started       bool
 }
 
 // segment is one media segment; the last one may be incomplete (parts only,
@@ -80,20 +110,18 @@ func (p *part) end() int64 { return p.start + int64(p.dur) }
 
 // reset empties pl, keeping its storage.
 func (pl *mediaPlaylist) reset() {
-	segs, parts := pl.segs[:0], pl.parts[:0]
+	segs, parts, prefix := pl.segs[:0], pl.parts[:0], pl.resume.prefix[:0]
 	*pl = mediaPlaylist{segs: segs, parts: parts}
+	pl.resume.prefix = prefix
 }
 
 // parse reads a media playlist. It returns errMultivariant for a
 // multivariant playlist and a *malformedError for anything else it refuses;
 // pl is then empty.
+//
+// When body starts with the bytes up to the checkpoint of the body parsed
+// before, parsing goes on from the checkpoint (see checkpoint).
 func (pl *mediaPlaylist) parse(body []byte) (err error) {
-	pl.reset()
-	defer func() {
-		if err != nil {
-			pl.reset()
-		}
-	}()
 	var (
 		header      bool
 		haveTarget  bool
@@ -105,6 +133,27 @@ func (pl *mediaPlaylist) parse(body []byte) (err error) {
 		started     bool // nextMSN was set from MEDIA-SEQUENCE and SKIP
 		openSegment bool // the last entry of segs is still collecting parts
 	)
+	full := body
+	ck := pl.resume
+	resumed := ck.ok && ck.off <= len(body) && &body[0] == ck.base && bytes.Equal(body[:ck.off], ck.prefix)
+	next := checkpoint{off: -1} // the checkpoint this body gives
+	if resumed {
+		pl.playlistTags, pl.timed = ck.tags, false
+		pl.segs, pl.parts = pl.segs[:ck.nSegs], pl.parts[:ck.nParts]
+		header, haveTarget, nextMSN, started = true, ck.haveTarget, ck.nextMSN, ck.started
+		body = body[ck.off:]
+		next = ck
+	} else {
+		pl.reset()
+	}
+	pl.resume.ok = false
+	defer func() {
+		if err != nil {
+			pl.reset()
+			return
+		}
+		pl.commitCheckpoint(full, &next, ck.off, resumed)
+	}()
 	open := func() *segment {
 		if !openSegment {
 			if !started {
@@ -127,7 +176,9 @@ func (pl *mediaPlaylist) parse(body []byte) (err error) {
 		} else {
 			line, body = body, nil
 		}
-		line = bytes.TrimRight(line, "\r \t")
+		for len(line) > 0 && (line[len(line)-1] == '\r' || line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
+			line = line[:len(line)-1]
+		}
 		if len(line) == 0 {
 			continue
 		}
@@ -148,9 +199,19 @@ func (pl *mediaPlaylist) parse(body []byte) (err error) {
 			s := open()
 			s.dur, s.uri, s.complete = pendingInf, line, true
 			haveInf, openSegment = false, false
+			if len(body) > 0 || (len(full) > 0 && full[len(full)-1] == '\n') {
+				next = checkpoint{
+					off: len(full) - len(body), base: &full[0], tags: pl.playlistTags,
+					nSegs: len(pl.segs), nParts: len(pl.parts),
+					haveTarget: haveTarget, nextMSN: nextMSN, started: started,
+				}
+			}
 			continue
 		}
-		tag, val, _ := bytes.Cut(line, []byte(":"))
+		tag, val := line, []byte(nil)
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			tag, val = line[:i], line[i+1:]
+		}
 		switch string(tag) {
 		case "#EXT-X-STREAM-INF", "#EXT-X-I-FRAME-STREAM-INF":
 			return errMultivariant
@@ -291,6 +352,27 @@ func (pl *mediaPlaylist) parse(body []byte) (err error) {
 	return pl.fillTimes()
 }
 
+// commitCheckpoint keeps next as the checkpoint for the following parse of
+// body. Only timed playlists get one: applyAnchor rewrites the times of an
+// untimed one, which a full parse would not carry over. The prefix is
+// copied only past what the previous checkpoint (at prevOff, which body
+// matched when resumed) already holds.
+func (pl *mediaPlaylist) commitCheckpoint(body []byte, next *checkpoint, prevOff int, resumed bool) {
+	if next.off < 0 || !pl.timed {
+		return
+	}
+	prefix := pl.resume.prefix
+	switch {
+	case resumed && next.off == prevOff:
+	case resumed && next.off > prevOff:
+		prefix = append(prefix[:prevOff], body[prevOff:next.off]...)
+	default:
+		prefix = append(prefix[:0], body[:next.off]...)
+	}
+	pl.resume = *next
+	pl.resume.prefix, pl.resume.ok = prefix, true
+}
+
 // fillTimes gives every segment and part a start time: from its own
 // PROGRAM-DATE-TIME, else carried forward from the segment before it (and
 // backward for segments before the first PROGRAM-DATE-TIME). A playlist with
@@ -426,7 +508,9 @@ func (pl *mediaPlaylist) liveEdge(withParts bool) int64 {
 // nextAttr splits the first KEY=VALUE off an attribute list. Quoted values
 // are returned without their quotes.
 func nextAttr(b []byte) (key, val, rest []byte, ok bool) {
-	b = bytes.TrimLeft(b, " ,")
+	for len(b) > 0 && (b[0] == ' ' || b[0] == ',') {
+		b = b[1:]
+	}
 	if len(b) == 0 {
 		return nil, nil, nil, false
 	}

@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,6 +211,7 @@ func TestParseDoesNotAllocate(t *testing.T) {
 	var pl mediaPlaylist
 	require.NoError(t, pl.parse(body)) // sizes the slices
 	allocs := testing.AllocsPerRun(100, func() {
+		pl.resume.ok = false // a full parse
 		if err := pl.parse(body); err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +219,140 @@ func TestParseDoesNotAllocate(t *testing.T) {
 	require.Zero(t, allocs)
 }
 
+// parsedView is what a parse leaves in a playlist, without the checkpoint,
+// with empty slices as nil: parses that agree have equal views.
+type parsedView struct {
+	tags  playlistTags
+	timed bool
+	segs  []segment
+	parts []part
+}
+
+func viewOf(pl *mediaPlaylist) parsedView {
+	v := parsedView{tags: pl.playlistTags, timed: pl.timed}
+	if len(pl.segs) > 0 {
+		v.segs = pl.segs
+	}
+	if len(pl.parts) > 0 {
+		v.parts = pl.parts
+	}
+	return v
+}
+
+// requireSameAsFullParse parses body with pl (which may resume from its
+// checkpoint) and with a fresh playlist, and requires the same outcome.
+func requireSameAsFullParse(t testing.TB, pl *mediaPlaylist, body []byte) {
+	t.Helper()
+	var fresh mediaPlaylist
+	errFresh := fresh.parse(body)
+	err := pl.parse(body)
+	if errFresh != nil || err != nil {
+		if (errFresh == nil) != (err == nil) || errFresh.Error() != err.Error() {
+			t.Fatalf("resumed parse: %v, full parse: %v", err, errFresh)
+		}
+		return
+	}
+	if !reflect.DeepEqual(viewOf(pl), viewOf(&fresh)) {
+		t.Fatalf("resumed parse differs from a full parse of\n%s", body)
+	}
+}
+
+// bodyBuffer holds each body in the same storage, as a listener does.
+type bodyBuffer struct{ b []byte }
+
+func (bb *bodyBuffer) set(s string) []byte {
+	if bb.b == nil {
+		bb.b = make([]byte, 0, 64<<10)
+	}
+	bb.b = append(bb.b[:0], s...)
+	return bb.b
+}
+
+// A live playlist growing part by part, as blocking reloads see it: every
+// parse resumes from the last complete segment and must equal a full parse.
+func TestParseResumesLikeFullParse(t *testing.T) {
+	for _, name := range []string{"origin_live.m3u8", "origin_delta.m3u8"} {
+		t.Run(name, func(t *testing.T) {
+			lines := strings.SplitAfter(string(readTestdata(t, name)), "\n")
+			var pl mediaPlaylist
+			var buf bodyBuffer
+			resumed := 0
+			for n := 1; n <= len(lines); n++ {
+				body := strings.Join(lines[:n], "")
+				if pl.resume.ok && strings.HasPrefix(body, string(pl.resume.prefix)) {
+					resumed++
+				}
+				requireSameAsFullParse(t, &pl, buf.set(body))
+				// The same body with a preload hint after it, then again.
+				hinted := body + "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"next.m4s\"\n"
+				requireSameAsFullParse(t, &pl, buf.set(hinted))
+				requireSameAsFullParse(t, &pl, buf.set(hinted))
+			}
+			require.Greater(t, resumed, len(lines)/2)
+		})
+	}
+}
+
+// A new body that differs before the checkpoint (the window moved, or the
+// server restarted) is parsed from the start; so is one after an error, an
+// untimed one, and one in other storage than the last.
+func TestParseResumeOnlyOnSamePrefix(t *testing.T) {
+	body := string(readTestdata(t, "origin_live.m3u8"))
+	var pl mediaPlaylist
+	var buf bodyBuffer
+	require.NoError(t, pl.parse(buf.set(body)))
+	require.True(t, pl.resume.ok)
+
+	moved := strings.Replace(body, "MEDIA-SEQUENCE:826", "MEDIA-SEQUENCE:827", 1)
+	requireSameAsFullParse(t, &pl, buf.set(moved))
+	require.EqualValues(t, 827, pl.segs[0].msn)
+
+	require.Error(t, pl.parse(buf.set(body+"#EXTINF:1,\n")))
+	require.False(t, pl.resume.ok)
+	requireSameAsFullParse(t, &pl, buf.set(body))
+
+	// The buffer is overwritten (a read that failed) and the next body,
+	// the same, comes in new storage: the kept URIs would be garbage.
+	require.True(t, pl.resume.ok)
+	copy(buf.b, strings.Repeat("x", len(buf.b)))
+	requireSameAsFullParse(t, &pl, []byte(body))
+	require.Equal(t, "89709535-826.m4s", string(pl.segs[0].uri))
+
+	untimed := strings.ReplaceAll(body, "#EXT-X-PROGRAM-DATE-TIME:", "#X-NOT-PDT:")
+	require.NoError(t, pl.parse(buf.set(untimed)))
+	require.False(t, pl.timed)
+	require.False(t, pl.resume.ok, "untimed playlists are always parsed in full")
+}
+
+func TestParseResumedDoesNotAllocate(t *testing.T) {
+	body := readTestdata(t, "origin_live.m3u8")
+	var pl mediaPlaylist
+	require.NoError(t, pl.parse(body))
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := pl.parse(body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.Zero(t, allocs)
+	require.True(t, pl.resume.ok)
+}
+
 func BenchmarkParse(b *testing.B) {
+	body := readTestdata(b, "origin_live.m3u8")
+	var pl mediaPlaylist
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		pl.resume.ok = false // a full parse
+		if err := pl.parse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseResumed is a blocking reload: the body repeats the last
+// one up to its newest parts.
+func BenchmarkParseResumed(b *testing.B) {
 	body := readTestdata(b, "origin_live.m3u8")
 	var pl mediaPlaylist
 	b.ReportAllocs()
@@ -252,5 +388,12 @@ func FuzzParse(f *testing.F) {
 		_ = pl.nextPart()
 		_ = pl.liveEdge(true)
 		_ = pl.has(partPos{msn: pl.lastMSN()})
+
+		// Resuming from the checkpoint of an earlier body that shares a
+		// prefix gives what a full parse gives.
+		var resumed mediaPlaylist
+		_ = resumed.parse(body[:len(body)*2/3])
+		requireSameAsFullParse(t, &resumed, body)
+		requireSameAsFullParse(t, &resumed, body)
 	})
 }
