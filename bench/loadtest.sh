@@ -9,7 +9,8 @@
 # LISTENERS, DURATION, RAMP, MIX, PRESET (the demo's, default low),
 # TARGETS (default "origin nginx edge"), EDGE_AMPHI (the edge's binary,
 # default AMPHI), EDGE_BASE (a second edge binary measured as "edge-base"),
-# KEEP=1 (keep the work directory).
+# WARMUP (an unrecorded first point, default 10s; 0: none), KEEP=1 (keep
+# the work directory).
 # Needs go, curl, jq and nginx (installed with apt-get when missing).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
@@ -180,6 +181,14 @@ peak_kib() { # VmHWM summed over the tree
 # --- the points ---------------------------------------------------------------
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
+# A first point ran measurably worse than the same point later in the run,
+# whatever the target (the machine settling after start-up): an unrecorded
+# warm-up point goes first.
+if [ "${WARMUP:-10s}" != 0 ]; then
+	log "warm-up: ${LISTENERS%% *} listeners on the origin for ${WARMUP:-10s}"
+	"$AMPHI" loadtest "$ORIGIN_URL" --listeners "${LISTENERS%% *}" --duration "${WARMUP:-10s}" --ramp 2s \
+		--mix "$MIX" >/dev/null 2>&1 || true
+fi
 for target in $TARGETS; do
 	url=$ORIGIN_URL cache_pid=$NGINX_PID edge_port=
 	[ "$target" = nginx ] && url=$NGINX_URL

@@ -37,7 +37,7 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if b.expect100 {
 		b.expect100 = false
-		if _, err := b.c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+		if _, err := b.c.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
 			b.broken = true
 			return 0, err
 		}

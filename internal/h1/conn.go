@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/rawsock"
 )
 
 const (
@@ -36,7 +38,8 @@ type conn struct {
 	writeDeadline time.Time
 
 	remote string
-	tmpl   http.Request // a blank Request, its context set
+	sock   *rawsock.Conn // nc's socket, read and written directly; nil if not TCP
+	tmpl   http.Request  // a blank Request, its context set
 	req    http.Request
 	url    url.URL
 	hdr    http.Header
@@ -48,6 +51,7 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, buf: make([]byte, readBufSize), hdr: make(http.Header, 8)}
 	c.remote = nc.RemoteAddr().String()
+	c.sock = rawsock.New(nc)
 	c.tmpl = *new(http.Request).WithContext(context.Background())
 	c.resp.hdr = make(http.Header, 8)
 	c.resp.c = c
@@ -99,7 +103,7 @@ func (c *conn) readHead() ([]byte, error) {
 			return nil, errClientGone
 		}
 		c.setReadDeadline(start, c.srv.IdleTimeout)
-		n, _ := c.nc.Read(c.buf[c.w:])
+		n, _ := c.read(c.buf[c.w:])
 		c.idle.Store(false)
 		if n == 0 {
 			return nil, errClientGone
@@ -133,7 +137,7 @@ func (c *conn) readHead() ([]byte, error) {
 			c.readDeadline = time.Time{} // forces the idle deadline back next time
 			headerDeadline = true
 		}
-		n, err := c.nc.Read(c.buf[c.w:min(len(c.buf), c.r+c.srv.MaxHeaderBytes)])
+		n, err := c.read(c.buf[c.w:min(len(c.buf), c.r+c.srv.MaxHeaderBytes)])
 		c.w += n
 		if n == 0 && err != nil {
 			// Closed or timed out mid-head: nobody to answer.
@@ -220,7 +224,7 @@ func (c *conn) writeError(status int, msg string) {
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, body...)
 	c.setWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
-	c.nc.Write(b)
+	c.write(b)
 }
 
 // serveOne parses head, runs the handler and finishes the response. It
@@ -252,10 +256,10 @@ func (c *conn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if len(p) >= len(c.buf) {
-		return c.nc.Read(p)
+		return c.read(p)
 	}
 	c.r, c.w = 0, 0
-	n, err := c.nc.Read(c.buf)
+	n, err := c.read(c.buf)
 	c.w = n
 	m := copy(p, c.buf[:n])
 	c.r = m
@@ -279,10 +283,27 @@ func (c *conn) readLine() ([]byte, error) {
 			c.grow()
 		}
 		scanned = c.w
-		n, err := c.nc.Read(c.buf[c.w:])
+		n, err := c.read(c.buf[c.w:])
 		c.w += n
 		if n == 0 && err != nil {
 			return nil, err
 		}
 	}
+}
+
+// read and write go to the socket directly when there is one: one system
+// call each, without the runtime's system-call bookkeeping (package
+// rawsock).
+func (c *conn) read(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Read(p)
+	}
+	return c.nc.Read(p)
+}
+
+func (c *conn) write(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Write(p)
+	}
+	return c.nc.Write(p)
 }

@@ -15,8 +15,8 @@ const (
 	// before it goes out chunked.
 	bufferLimit = 32 << 10
 	// copyLimit: a known-length body up to this size is copied behind its
-	// head for one write(2); a larger one leaves by writev(2) uncopied.
-	copyLimit = 16 << 10
+	// head for one send(2); a larger one is sent uncopied after it.
+	copyLimit = 64 << 10
 )
 
 // response implements http.ResponseWriter and http.Flusher, and the
@@ -251,8 +251,7 @@ func (w *response) finish() bool {
 	return !w.failed && !w.closeAfter
 }
 
-// send writes the given pieces at once: one write(2) for one piece,
-// writev(2) for more.
+// send writes the given pieces in order: one send(2) for one piece.
 func (w *response) send(pieces ...[]byte) (int, error) {
 	if !w.deadlineSet {
 		w.deadlineSet = true
@@ -260,9 +259,21 @@ func (w *response) send(pieces ...[]byte) (int, error) {
 	}
 	var err error
 	var n int
-	if len(pieces) == 1 {
-		n, err = w.c.nc.Write(pieces[0])
-	} else {
+	switch {
+	case len(pieces) == 1:
+		n, err = w.c.write(pieces[0])
+	case w.c.sock != nil:
+		// Only bodies over copyLimit come here: a second send(2) is cheap
+		// next to copying them.
+		for _, p := range pieces {
+			var m int
+			m, err = w.c.write(p)
+			n += m
+			if err != nil {
+				break
+			}
+		}
+	default:
 		bufs := net.Buffers(pieces)
 		var m int64
 		m, err = bufs.WriteTo(w.c.nc)
@@ -399,7 +410,7 @@ var bufPool = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 2048
 func getBuf() *outBuf { return bufPool.Get().(*outBuf) }
 
 func putBuf(o *outBuf) {
-	if cap(o.b) > 64<<10 {
+	if cap(o.b) > 128<<10 {
 		return
 	}
 	o.b = o.b[:0]

@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/rawsock"
 )
 
 // rawIO reads a plain TCP connection through its syscall.RawConn and writes
@@ -85,7 +87,7 @@ func (r *rawIO) Read(p []byte) (int, error) {
 // meaning "wait until the socket is readable and call again".
 func (r *rawIO) do(fd uintptr) bool {
 	for len(r.req) > 0 {
-		n, err := sysWrite(int(fd), r.req)
+		n, err := rawsock.Send(int(fd), r.req)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -104,7 +106,7 @@ func (r *rawIO) do(fd uintptr) bool {
 		return false // sent: the answer comes later, wait for it
 	}
 	for {
-		n, err := sysRead(int(fd), r.p)
+		n, err := rawsock.Recv(int(fd), r.p)
 		switch {
 		case err == syscall.EINTR:
 			continue

@@ -1,13 +1,13 @@
 //go:build linux && !386
 
-package loadtest
+package rawsock
 
 import (
 	"syscall"
 	"unsafe"
 )
 
-// sysRead and sysWrite are recv(2) and send(2) on a non-blocking socket,
+// Recv and Send are recv(2) and send(2) on a non-blocking socket,
 // made without telling the scheduler (syscall.RawSyscall): they never
 // block, and telling it costs more than the bookkeeping. When the whole
 // process has been idle, every scheduler-visible system call wakes the
@@ -15,10 +15,10 @@ import (
 // and a call that runs long (a loopback write carries the receiving side's
 // TCP work) gets its processor handed to another thread: in a VM, where
 // each of those context switches is dear, that was a tenth of the
-// generator's CPU. recvfrom and sendto rather than read and write skip the
+// load generator's CPU. recvfrom and sendto rather than read and write skip the
 // VFS layer (file position lock, iterator set-up), and MSG_NOSIGNAL spares
 // a SIGPIPE when the server has gone.
-func sysRead(fd int, p []byte) (int, error) {
+func Recv(fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
@@ -30,7 +30,8 @@ func sysRead(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
-func sysWrite(fd int, p []byte) (int, error) {
+// Send: see Recv.
+func Send(fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])

@@ -1,0 +1,22 @@
+//go:build !unix
+
+package rawsock
+
+import (
+	"errors"
+	"net"
+)
+
+// Conn is only available on Unix systems; New returns nil elsewhere.
+type Conn struct{}
+
+// New returns nil: callers use nc itself.
+func New(net.Conn) *Conn { return nil }
+
+var errUnsupported = errors.New("rawsock: not supported on this system")
+
+// Read is never called: New returns nil.
+func (*Conn) Read([]byte) (int, error) { return 0, errUnsupported }
+
+// Write is never called: New returns nil.
+func (*Conn) Write([]byte) (int, error) { return 0, errUnsupported }
