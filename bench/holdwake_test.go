@@ -118,8 +118,10 @@ func holdWakeRun(b *testing.B, viaEdge bool, listeners int, d time.Duration) []t
 	var lmu sync.Mutex
 	var lat []time.Duration
 	var wg sync.WaitGroup
-	// Listeners start at the 7th part, after the first segment exists.
-	const firstPart = 6
+	// Listeners start with the second part of the third segment: the origin
+	// serves a new broadcast's playlist from its second segment on, and a
+	// hold that began before then would measure that wait, not a wake-up.
+	firstPart := 2*pps + 1
 	for range listeners {
 		wg.Add(1)
 		go func() {
