@@ -166,7 +166,8 @@ func (b *body) drain() bool {
 		// its body late: close instead.
 		return false
 	}
-	if b.remain > maxDiscard {
+	if b.remain < 0 || b.remain > maxDiscard {
+		// Chunked (a live stream, perhaps) or large: close instead.
 		return false
 	}
 	n, err := io.Copy(io.Discard, io.LimitReader(b, maxDiscard+1))

@@ -23,13 +23,16 @@ const (
 	// costs a runtime timer update, so one is only moved when it would fire
 	// within slack of the wanted time.
 	slack = time.Second
+	// lingerTime bounds lingerClose.
+	lingerTime = 500 * time.Millisecond
 )
 
 // conn is one client connection and everything reused across its requests.
 type conn struct {
-	srv  *Server
-	nc   net.Conn
-	idle atomic.Bool // waiting between requests; Shutdown may close it
+	srv    *Server
+	nc     net.Conn
+	idle   atomic.Bool // waiting between requests; Shutdown may close it
+	linger bool        // close with lingerClose: the client may still be sending
 
 	buf  []byte // read buffer: buf[r:w] is unread input
 	r, w int
@@ -70,6 +73,9 @@ func (c *conn) serve() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			c.srv.Logger.Error("h1: panic serving connection", "remote", c.nc.RemoteAddr().String(),
 				"panic", v, "stack", string(debug.Stack()))
+		}
+		if c.linger {
+			c.lingerClose()
 		}
 		c.nc.Close()
 		c.srv.untrack(c)
@@ -209,8 +215,10 @@ func (c *conn) failHead(err error) {
 	switch {
 	case errors.Is(err, errHeadTooLarge):
 		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
+		c.linger = true
 	case errors.As(err, &bad):
 		c.writeError(bad.status, bad.msg)
+		c.linger = true
 	}
 }
 
@@ -241,10 +249,29 @@ func (c *conn) serveOne(head []byte) bool {
 	if !w.finish() {
 		return false
 	}
-	if !c.body.drain() {
+	if w.closeAfter || c.srv.closing.Load() || !c.body.drain() {
+		// Unread body bytes at close would make the kernel reset the
+		// connection, which can destroy the answer before the client
+		// reads it (a refused publisher would see "connection reset").
+		c.linger = !c.body.done
 		return false
 	}
-	return !w.closeAfter && !c.srv.closing.Load()
+	return true
+}
+
+// lingerClose half-closes the connection and reads what the client still
+// sends for up to lingerTime, so that our answer arrives before the reset
+// that closing a socket with unread input causes (net/http does the same).
+func (c *conn) lingerClose() {
+	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		tc.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	for range 64 {
+		if _, err := c.nc.Read(c.buf[:cap(c.buf)]); err != nil {
+			return
+		}
+	}
 }
 
 // Read reads request bytes: what is buffered first, then the connection.

@@ -426,3 +426,38 @@ func TestManyPipelinedRequests(t *testing.T) {
 		require.Contains(t, bodyOf(t, r), fmt.Sprintf("GET /r/%d HTTP/1.1", i))
 	}
 }
+
+// TestRefusedUploadSeesItsAnswer: a handler that refuses a streamed body
+// without reading it must still get its answer to the client, which keeps
+// sending (a refused publisher), not a connection reset.
+func TestRefusedUploadSeesItsAnswer(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "wrong stream key", http.StatusForbidden)
+	})})
+	for range 20 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "PUT /ingest/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+		stop := make(chan struct{})
+		go func() {
+			chunk := "1000\r\n" + strings.Repeat("x", 0x1000) + "\r\n"
+			for i := 0; i < 200; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := io.WriteString(c, chunk); err != nil {
+					return
+				}
+			}
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		close(stop)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		require.Contains(t, bodyOf(t, resp), "wrong stream key")
+		c.Close()
+	}
+}
