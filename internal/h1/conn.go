@@ -62,7 +62,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
-// errHeadTooLarge and friends end a connection with an answer.
+// Errors that end a connection: errHeadTooLarge with an answer,
+// errClientGone without.
 var (
 	errHeadTooLarge = errors.New("request header fields too large")
 	errClientGone   = errors.New("connection closed by client")
@@ -71,7 +72,7 @@ var (
 func (c *conn) serve() {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			c.srv.Logger.Error("h1: panic serving connection", "remote", c.nc.RemoteAddr().String(),
+			c.srv.Logger.Error("h1: panic serving connection", "remote", c.remote,
 				"panic", v, "stack", string(debug.Stack()))
 		}
 		if c.linger {
@@ -95,15 +96,13 @@ func (c *conn) serve() {
 // readHead waits for the next request head and returns it, unparsed,
 // including its final blank line.
 func (c *conn) readHead() ([]byte, error) {
+	start := time.Now()
 	if c.r == c.w {
+		// Idle between requests.
 		c.r, c.w = 0, 0
 		if len(c.buf) > readBufSize {
 			c.buf = make([]byte, readBufSize) // give back a buffer grown for a big head
 		}
-	}
-	start := time.Now()
-	if c.r == c.w {
-		// Idle between requests.
 		c.idle.Store(true)
 		if c.srv.closing.Load() {
 			return nil, errClientGone
@@ -184,28 +183,35 @@ func headEnd(b []byte, from int) int {
 	}
 }
 
-// setReadDeadline makes sure the read deadline is at least d from now,
-// moving it only when it would otherwise fire within slack of that.
+// setReadDeadline makes sure the read deadline is at least d from now.
 func (c *conn) setReadDeadline(now time.Time, d time.Duration) {
-	want := now.Add(d)
-	if !c.readDeadline.IsZero() && !c.readDeadline.Before(want) && c.readDeadline.Sub(want) <= slack {
-		return
+	if want := now.Add(d); moveDeadline(&c.readDeadline, want) {
+		c.nc.SetReadDeadline(c.readDeadline)
 	}
-	c.readDeadline = want.Add(slack)
-	c.nc.SetReadDeadline(c.readDeadline)
 }
 
-// setWriteDeadline is setReadDeadline for writes, with an absolute time.
+// setWriteDeadline makes sure the write deadline is at least want; the
+// zero time clears it.
 func (c *conn) setWriteDeadline(want time.Time) error {
 	if want.IsZero() {
 		c.writeDeadline = want
 		return c.nc.SetWriteDeadline(want)
 	}
-	if !c.writeDeadline.IsZero() && !c.writeDeadline.Before(want) && c.writeDeadline.Sub(want) <= slack {
-		return nil
+	if moveDeadline(&c.writeDeadline, want) {
+		return c.nc.SetWriteDeadline(c.writeDeadline)
 	}
-	c.writeDeadline = want.Add(slack)
-	return c.nc.SetWriteDeadline(c.writeDeadline)
+	return nil
+}
+
+// moveDeadline reports whether a deadline at *cur must move to meet want,
+// and moves *cur to want plus slack if so: a deadline is only moved when it
+// would otherwise fire early or more than slack late.
+func moveDeadline(cur *time.Time, want time.Time) bool {
+	if !cur.IsZero() && !cur.Before(want) && cur.Sub(want) <= slack {
+		return false
+	}
+	*cur = want.Add(slack)
+	return true
 }
 
 // failHead answers a request head that could not be read, when there is

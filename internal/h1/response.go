@@ -28,8 +28,7 @@ type response struct {
 
 	status      int  // 0 until WriteHeader
 	committed   bool // the head is on the wire
-	keep        bool // keep the connection after this response
-	closeAfter  bool
+	closeAfter  bool // close the connection after this response
 	chunked     bool
 	noBody      bool    // HEAD, 1xx, 204, 304
 	declared    int64   // Content-Length the handler set, or -1
@@ -41,7 +40,7 @@ type response struct {
 
 func (w *response) reset(req *http.Request, keep bool) {
 	clear(w.hdr)
-	*w = response{c: w.c, req: req, hdr: w.hdr, keep: keep, declared: -1}
+	*w = response{c: w.c, req: req, hdr: w.hdr, closeAfter: !keep, declared: -1}
 }
 
 // Header implements http.ResponseWriter.
@@ -292,9 +291,6 @@ func (w *response) send(pieces ...[]byte) (int, error) {
 func (w *response) appendHead(b []byte, length int64, contentType string) []byte {
 	w.committed = true
 	if w.c.srv.closing.Load() || hasToken(w.hdr["Connection"], "close") {
-		w.closeAfter = true
-	}
-	if !w.keep {
 		w.closeAfter = true
 	}
 	b = append(b, statusLine(w.status)...)
