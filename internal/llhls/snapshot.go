@@ -21,8 +21,11 @@ type Snapshot struct {
 type rendering struct {
 	once  sync.Once
 	plain []byte
-	gz    []byte
 	err   error
+	// gz is made on the first request that accepts gzip, not with plain:
+	// many players never ask for it.
+	gzOnce sync.Once
+	gz     []byte
 }
 
 // NewSnapshot wraps pl, which must not be modified afterwards. created is
@@ -49,15 +52,12 @@ func (s *Snapshot) Bytes(delta, gz bool) ([]byte, error) {
 	}
 	r.once.Do(func() {
 		r.plain, r.err = s.pl.Render(delta)
-		if r.err != nil {
-			return
-		}
-		r.gz = gzipBytes(r.plain)
 	})
-	if gz {
-		return r.gz, r.err
+	if r.err != nil || !gz {
+		return r.plain, r.err
 	}
-	return r.plain, r.err
+	r.gzOnce.Do(func() { r.gz = gzipBytes(r.plain) })
+	return r.gz, nil
 }
 
 // TargetDuration as a time.Duration.
