@@ -93,14 +93,20 @@ func (w *response) Write(p []byte) (int, error) {
 	case w.declared >= 0:
 		// The length is known: head and body leave together.
 		o := getBuf()
-		defer putBuf(o)
 		o.b = w.appendHead(o.b, w.declared, sniff(w.hdr, p))
-		if len(p) <= copyLimit {
+		var err error
+		switch {
+		case len(p) <= copyLimit && w.written == w.declared:
 			o.b = append(o.b, p...)
-			_, err := w.send(o.b)
-			return len(p), err
+			w.sendLast(o)
+			return len(p), nil
+		case len(p) <= copyLimit:
+			o.b = append(o.b, p...)
+			_, err = w.send(o.b)
+		default:
+			_, err = w.send(o.b, p)
 		}
-		_, err := w.send(o.b, p)
+		putBuf(o)
 		return len(p), err
 	}
 	if w.buf == nil {
@@ -126,6 +132,9 @@ func (w *response) Flush() {
 	}
 	if !w.committed {
 		w.commitHead()
+	}
+	if !w.c.flushPending() {
+		w.failed = true
 	}
 }
 
@@ -234,8 +243,7 @@ func (w *response) finish() bool {
 		if length >= 0 && !w.noBody {
 			o.b = append(o.b, body...)
 		}
-		w.send(o.b)
-		putBuf(o)
+		w.sendLast(o)
 	case w.chunked:
 		w.send(lastChunk)
 	}
@@ -248,6 +256,21 @@ func (w *response) finish() bool {
 		w.closeAfter = true
 	}
 	return !w.failed && !w.closeAfter
+}
+
+// sendLast sends o, the whole of a response, and puts it back. Over a raw
+// socket it is kept instead for the connection's next read to send
+// (conn.readIdle), which saves that read a system call; a handler's Flush,
+// the next write on the connection and its close send it before anything
+// else. Like net/http, whose buffered writer holds a short answer until the
+// handler returns, nothing leaves before the handler is done.
+func (w *response) sendLast(o *outBuf) {
+	if w.c.sock != nil && w.c.pending == nil {
+		w.c.pending = o
+		return
+	}
+	w.send(o.b)
+	putBuf(o)
 }
 
 // send writes the given pieces in order: one send(2) for one piece.

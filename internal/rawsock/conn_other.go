@@ -8,7 +8,7 @@ import (
 )
 
 // Conn is only available on Unix systems; New returns nil elsewhere.
-type Conn struct{}
+type Conn struct{ AfterSend func() bool }
 
 // New returns nil: callers use nc itself.
 func New(net.Conn) *Conn { return nil }
@@ -20,3 +20,9 @@ func (*Conn) Read([]byte) (int, error) { return 0, errUnsupported }
 
 // Write is never called: New returns nil.
 func (*Conn) Write([]byte) (int, error) { return 0, errUnsupported }
+
+// SendRecv is never called: New returns nil.
+func (*Conn) SendRecv(out, _ []byte, _ bool) ([]byte, int, error) { return out, 0, errUnsupported }
+
+// TryRead is never called: New returns nil.
+func (*Conn) TryRead([]byte) (int, error) { return 0, errUnsupported }

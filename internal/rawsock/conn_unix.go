@@ -13,12 +13,22 @@ import (
 // readiness through the poller. Like net.Conn, a Read tries recv(2) before
 // waiting, so no readiness is ever missed. A Conn is for one goroutine.
 type Conn struct {
-	rc      syscall.RawConn
-	readFn  func(fd uintptr) bool // bound once: no allocation per call
-	writeFn func(fd uintptr) bool
-	p       []byte
-	n       int
-	err     error
+	rc         syscall.RawConn
+	readFn     func(fd uintptr) bool // bound once: no allocation per call
+	writeFn    func(fd uintptr) bool
+	sendRecvFn func(fd uintptr) bool
+	p          []byte
+	n          int
+	err        error
+
+	out      []byte // SendRecv: what is still to send
+	skipRecv bool   // SendRecv: wait before the first recv
+	tryFn    func(fd uintptr)
+
+	// AfterSend, when set, is called by SendRecv once out has left and
+	// before the read, on the calling goroutine; when it returns false,
+	// SendRecv returns without reading (n == 0, err == nil).
+	AfterSend func() bool
 }
 
 // New returns a Conn over nc, or nil when nc is not a plain TCP connection
@@ -33,7 +43,7 @@ func New(nc net.Conn) *Conn {
 		return nil
 	}
 	c := &Conn{rc: rc}
-	c.readFn, c.writeFn = c.doRead, c.doWrite
+	c.readFn, c.writeFn, c.sendRecvFn, c.tryFn = c.doRead, c.doWrite, c.doSendRecv, c.tryRead
 	return c
 }
 
@@ -63,6 +73,71 @@ func (c *Conn) doRead(fd uintptr) bool {
 		}
 		c.n = max(n, 0)
 		return true
+	}
+}
+
+// SendRecv sends out, then reads into p like Read. The read is armed with
+// the poller before out leaves, so readiness caused by the peer's answer to
+// out cannot be lost; with skipRecv set, no recv(2) is tried before the
+// first wait: a peer that waits for out before it sends again (an HTTP
+// client that does not pipeline) cannot have sent anything yet, and that
+// recv would only have found nothing. Input that was already waiting when
+// SendRecv began raises no new readiness, so with skipRecv set the caller
+// must bound the wait with a read deadline and recover with TryRead.
+//
+// When the socket cannot take all of out without waiting, SendRecv returns
+// what is left in unsent, having read nothing; the caller writes it and
+// reads the usual way.
+func (c *Conn) SendRecv(out, p []byte, skipRecv bool) (unsent []byte, n int, err error) {
+	c.out, c.p, c.n, c.err, c.skipRecv = out, p, 0, nil, skipRecv
+	err = c.rc.Read(c.sendRecvFn)
+	unsent, c.out, c.p = c.out, nil, nil
+	if err != nil {
+		return unsent, 0, err
+	}
+	return unsent, c.n, c.err
+}
+
+func (c *Conn) doSendRecv(fd uintptr) bool {
+	if len(c.out) > 0 {
+		for len(c.out) > 0 {
+			n, err := Send(int(fd), c.out)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return true // the caller writes the rest, waiting for writability
+			case err != nil:
+				c.err = os.NewSyscallError("write", err)
+				return true
+			}
+			c.out = c.out[n:]
+		}
+		if c.AfterSend != nil && !c.AfterSend() {
+			return true
+		}
+		if c.skipRecv {
+			return false
+		}
+	}
+	return c.doRead(fd)
+}
+
+// TryRead makes one recv(2) without waiting: n == 0 with err == nil means
+// nothing was there.
+func (c *Conn) TryRead(p []byte) (n int, err error) {
+	c.p, c.n, c.err = p, 0, nil
+	cerr := c.rc.Control(c.tryFn)
+	c.p = nil
+	if cerr != nil {
+		return 0, cerr
+	}
+	return c.n, c.err
+}
+
+func (c *Conn) tryRead(fd uintptr) {
+	if !c.doRead(fd) {
+		c.n, c.err = 0, nil // EAGAIN: nothing there
 	}
 }
 
