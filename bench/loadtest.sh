@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Load-test an amphi origin directly and through nginx (proxy_cache with
-# proxy_cache_lock) with `amphi loadtest`, and print one table.
+# Load-test an amphi origin directly, through nginx (proxy_cache with
+# proxy_cache_lock), through Varnish and through an amphi edge with
+# `amphi loadtest`, and print one table.
 #
 #   bench/loadtest.sh                   # N = 500 2000 5000, 20 s per point
 #   LISTENERS="500 1000" DURATION=10s bench/loadtest.sh
+#   TARGETS="origin nginx varnish ats edge" bench/loadtest.sh  # and ATS
 #
 # Environment: AMPHI (an amphi binary; default: go build ./cmd/amphi),
 # LISTENERS, DURATION, RAMP, MIX, PRESET (the demo's, default low),
-# TARGETS (default "origin nginx edge"), EDGE_AMPHI (the edge's binary,
-# default AMPHI), EDGE_BASE (a second edge binary measured as "edge-base"),
-# WARMUP (an unrecorded first point, default 10s; 0: none), KEEP=1 (keep
-# the work directory).
-# Needs go, curl, jq and nginx (installed with apt-get when missing).
+# TARGETS (default "origin nginx varnish edge"; "ats" adds Apache Traffic
+# Server), EDGE_AMPHI (the edge's binary, default AMPHI), EDGE_BASE (a second
+# edge binary measured as "edge-base"), VARNISH_OPTS (more varnishd arguments,
+# e.g. "-p rush_exponent=3"), WARMUP (an unrecorded first point, default 10s;
+# 0: none), KEEP=1 (keep the work directory).
+# Needs go, curl, jq, nginx and, when in TARGETS, varnish and trafficserver
+# (installed with apt-get when missing).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 
 LISTENERS=${LISTENERS:-"500 2000 5000"}
-TARGETS=${TARGETS:-"origin nginx edge"}
+TARGETS=${TARGETS:-"origin nginx varnish edge"}
 PRESET=${PRESET:-low}
 DURATION=${DURATION:-20s}
 RAMP=${RAMP:-5s}
@@ -33,6 +37,9 @@ need() {
 need jq jq
 need curl curl
 need nginx nginx-light
+wants() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
+if wants varnish; then need varnishd varnish; fi
+if wants ats; then need traffic_server trafficserver; fi
 
 WORK=$(mktemp -d "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )/amphi-loadtest.XXXXXX")
 PIDS=()
@@ -60,6 +67,8 @@ free_port() {
 ORIGIN_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 EDGE_PORT=$(free_port)
+VARNISH_PORT=$(free_port)
+ATS_PORT=$(free_port)
 
 # --- origin -----------------------------------------------------------------
 "$AMPHI" demo --preset "$PRESET" --listen "127.0.0.1:$ORIGIN_PORT" --log-level warn --data "$WORK/data" \
@@ -125,6 +134,185 @@ for _ in $(seq 50); do curl -fs -o /dev/null "$NGINX_URL" && break; sleep 0.1; d
 curl -fs -o /dev/null "$NGINX_URL" || { log "nginx did not come up"; cat "$WORK/nginx/error.log" >&2; exit 1; }
 log "nginx pid $NGINX_PID on $NGINX_PORT"
 
+# --- varnish ------------------------------------------------------------------
+# Varnish (when in TARGETS), foreground, in its own instance directory, as the
+# invoking user (-j none: no jail users or directory ownership to set up).
+# Identical misses wait on the object's waiting list for the one fetch; the
+# origin's Cache-Control (LLHLS.md §4) makes every response cacheable, which
+# is what lets Varnish coalesce them (§5). Parameters, for thousands of
+# keep-alive listeners holding blocking requests on two cores:
+#   timeout_idle=75           keep-alive like nginx's keepalive_timeout 75s
+#   thread_pools=2            one per CPU
+#   thread_pool_min=500       per pool: a part's request storm finds threads
+#                             ready instead of waiting for them to be bred
+#   thread_pool_max=5000      per pool (the default): room for the largest point
+#   thread_queue_limit=10000  a storm beyond the threads queues; it is not
+#                             dropped (a dropped HTTP/1 request is a dropped
+#                             connection)
+#   rush_exponent=2147483647  wake every waiter the moment a fill lands, not
+#                             3, then 9, 27… as each finishes (the default 3);
+#                             its largest value (an int in the waiting list code)
+#   first_byte_timeout=15     the origin holds a blocking request up to ~3
+#                             target durations (and the VCL's backend says so too)
+#   listen_depth=16384        nginx's backlog (the kernel caps both at somaxconn)
+#   http_gzip_support=off     the origin gzips playlists when asked and sends
+#                             Vary: Accept-Encoding, so Varnish keeps the variant
+#                             it was sent and passes it through, as nginx does;
+#                             with it on, Varnish fetches gzip and inflates it
+#                             for every listener that does not ask for gzip
+#                             (the generator never does)
+if wants varnish; then
+	mkdir -p "$WORK/varnish"
+	cat >"$WORK/varnish/default.vcl" <<EOF
+vcl 4.1;
+import std;
+
+backend origin {
+    .host = "127.0.0.1";
+    .port = "$ORIGIN_PORT";
+    .connect_timeout = 1s;
+    .first_byte_timeout = 15s;
+    .between_bytes_timeout = 15s;
+}
+
+sub vcl_recv {
+    # One object per request whatever the order of _HLS_msn, _HLS_part and
+    # _HLS_skip (the query string stays in the key and goes to the origin).
+    set req.url = std.querysort(req.url);
+    # At most two variants for the origin's Vary: Accept-Encoding.
+    if (req.http.Accept-Encoding ~ "gzip") {
+        set req.http.Accept-Encoding = "gzip";
+    } else {
+        unset req.http.Accept-Encoding;
+    }
+    # Players send no cookies; a stray one must not turn the stream into pass.
+    unset req.http.Cookie;
+}
+
+sub vcl_backend_response {
+    # TTLs are the origin's Cache-Control (LLHLS.md §4), applied by the
+    # built-in code after this. No grace and no keep: an expired playlist is
+    # fetched again (its waiters coalesced), never served stale.
+    set beresp.grace = 0s;
+    set beresp.keep = 0s;
+}
+EOF
+	(
+		ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+		# shellcheck disable=SC2086 # VARNISH_OPTS is a list of arguments
+		exec varnishd -F -j none -n "$WORK/varnish" -a "127.0.0.1:$VARNISH_PORT" -T 127.0.0.1:0 \
+			-f "$WORK/varnish/default.vcl" -s malloc,256m \
+			-p timeout_idle=75 -p thread_pools=2 -p thread_pool_min=500 -p thread_pool_max=5000 \
+			-p thread_queue_limit=10000 -p rush_exponent=2147483647 -p first_byte_timeout=15 -p listen_depth=16384 \
+			-p http_gzip_support=off ${VARNISH_OPTS:-}
+	) >"$WORK/varnish.log" 2>&1 &
+	VARNISH_PID=$!
+	PIDS+=("$VARNISH_PID")
+	VARNISH_URL=http://127.0.0.1:$VARNISH_PORT/live/demo/index.m3u8
+	for _ in $(seq 100); do curl -fs -o /dev/null "$VARNISH_URL" && break; sleep 0.1; done
+	curl -fs -o /dev/null "$VARNISH_URL" || { log "varnish did not come up"; cat "$WORK/varnish.log" >&2; exit 1; }
+	log "varnish pid $VARNISH_PID on $VARNISH_PORT"
+fi
+# Varnish counts its backend requests itself.
+varnish_upstream() {
+	varnishstat -n "$WORK/varnish" -1 -f MAIN.backend_req | awk '{print $2 + 0}'
+}
+
+# --- Apache Traffic Server -----------------------------------------------------
+# ATS (when in TARGETS): traffic_server alone (no traffic_manager), with every
+# directory (config, cache, logs, runtime) under $WORK/ats through a runroot
+# file, as the invoking user (user_id #-1: no switch; ATS refuses "root" but
+# not this). It coalesces misses with read-while-writer, which needs these
+# (LLHLS.md §5; ATS's "Reducing Origin Server Requests"):
+#   cache.enable_read_while_writer=1        readers join a fill in progress
+#   http.cache.open_write_fail_action=5     a request that loses the write
+#                                           lock retries the read (no plugin)
+#   http.cache.max_open_read_retries=300    … every open_read_retry_time=10 ms,
+#   http.cache.open_read_retry_time=10      3 s: a blocking request the
+#                                           origin holds up to ~3 target
+#                                           durations stays coalesced
+#   cache.read_while_writer_retry.delay=10  the poll once the writer is found
+#   cache.read_while_writer.max_retries=200 (default 50 ms, 10 tries)
+#   http.background_fill_active_timeout=0,  a fill survives its first client
+#   http.background_fill_completed_threshold=0
+#   cache.max_doc_size=0                    no size limit (read-while-writer needs it)
+#   http.cache.cache_urls_that_look_dynamic=1  cache URLs with a query string
+# Also: the cachekey plugin sorts the query into the key (as the VCL's
+# querysort), keep-alive 75 s like nginx, two net threads (one per CPU), a
+# 256 MiB RAM cache over a 256 MiB cache file, error log only; origin
+# requests come from the stats_over_http plugin (/_stats).
+if wants ats; then
+	ats=$WORK/ats
+	mkdir -p "$ats/etc" "$ats/cache" "$ats/log" "$ats/run" "$ats/var"
+	cp -r /etc/trafficserver/. "$ats/etc/" # the packaged defaults: ip_allow.yaml, body_factory…
+	cat >"$ats/runroot.yaml" <<EOF
+prefix: $ats
+exec_prefix: /usr
+bindir: /usr/bin
+sbindir: /usr/sbin
+sysconfdir: $ats/etc
+datadir: $ats/var
+includedir: /usr/include
+libdir: /usr/lib/trafficserver
+libexecdir: /usr/lib/trafficserver/modules
+localstatedir: $ats/var
+runtimedir: $ats/run
+logdir: $ats/log
+cachedir: $ats/cache
+EOF
+	cat >"$ats/etc/records.config" <<EOF
+CONFIG proxy.config.admin.user_id STRING #-1
+CONFIG proxy.config.crash_log_helper STRING NULL
+CONFIG proxy.config.http.server_ports STRING $ATS_PORT:ip-in=127.0.0.1
+CONFIG proxy.config.exec_thread.autoconfig INT 1
+CONFIG proxy.config.exec_thread.autoconfig.scale FLOAT 1.0
+CONFIG proxy.config.accept_threads INT 1
+CONFIG proxy.config.task_threads INT 2
+CONFIG proxy.config.net.connections_throttle INT 30000
+CONFIG proxy.config.url_remap.remap_required INT 1
+CONFIG proxy.config.reverse_proxy.enabled INT 1
+CONFIG proxy.config.http.keep_alive_no_activity_timeout_in INT 75
+CONFIG proxy.config.http.transaction_no_activity_timeout_out INT 15
+CONFIG proxy.config.http.cache.http INT 1
+CONFIG proxy.config.http.cache.cache_urls_that_look_dynamic INT 1
+CONFIG proxy.config.http.cache.required_headers INT 2
+CONFIG proxy.config.http.cache.when_to_revalidate INT 0
+CONFIG proxy.config.cache.enable_read_while_writer INT 1
+CONFIG proxy.config.cache.read_while_writer_retry.delay INT 10
+CONFIG proxy.config.cache.read_while_writer.max_retries INT 200
+CONFIG proxy.config.http.cache.open_write_fail_action INT 5
+CONFIG proxy.config.http.cache.max_open_read_retries INT 300
+CONFIG proxy.config.http.cache.open_read_retry_time INT 10
+CONFIG proxy.config.http.background_fill_active_timeout INT 0
+CONFIG proxy.config.http.background_fill_completed_threshold FLOAT 0.0
+CONFIG proxy.config.cache.max_doc_size INT 0
+CONFIG proxy.config.cache.ram_cache.size INT 268435456
+CONFIG proxy.config.http.insert_response_via_str INT 0
+CONFIG proxy.config.log.logging_enabled INT 1
+CONFIG proxy.config.diags.debug.enabled INT 0
+EOF
+	echo "$ats/cache 256M" >"$ats/etc/storage.config"
+	echo "map http://127.0.0.1:$ATS_PORT/ http://127.0.0.1:$ORIGIN_PORT/ @plugin=cachekey.so @pparam=--sort-params=true" \
+		>"$ats/etc/remap.config"
+	echo "stats_over_http.so" >"$ats/etc/plugin.config"
+	(
+		ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+		TS_RUNROOT=$ats/runroot.yaml exec traffic_server
+	) >"$WORK/ats.log" 2>&1 &
+	ATS_PID=$!
+	PIDS+=("$ATS_PID")
+	ATS_URL=http://127.0.0.1:$ATS_PORT/live/demo/index.m3u8
+	for _ in $(seq 200); do curl -fs -o /dev/null "$ATS_URL" && break; sleep 0.1; done
+	curl -fs -o /dev/null "$ATS_URL" || {
+		log "ats did not come up"; cat "$WORK/ats.log" "$ats/log/diags.log" >&2; exit 1
+	}
+	log "ats pid $ATS_PID on $ATS_PORT"
+fi
+# ATS counts its origin requests itself (in stats that lag up to 5 s).
+ats_upstream() {
+	curl -fs "http://127.0.0.1:$ATS_PORT/_stats" | jq -r '.global."proxy.process.http.outgoing_requests" | tonumber'
+}
+
 # --- amphi edge ----------------------------------------------------------------
 # start_edge BINARY PORT NAME: an edge in front of the origin; sets EDGE_PID.
 start_edge() {
@@ -158,7 +346,8 @@ edge_upstream() {
 
 # --- process accounting -----------------------------------------------------
 TICK=$(getconf CLK_TCK)
-# The pids of a process and its children (nginx: master and worker).
+# The pids of a process and its children (nginx: master and worker; varnishd:
+# manager and cache child).
 tree() { echo "$1"; pgrep -P "$1" || true; }
 cpu_ticks() { # utime+stime, summed over the tree
 	local t=0 p
@@ -178,6 +367,17 @@ peak_kib() { # VmHWM summed over the tree
 	echo "$k"
 }
 
+# upstream_count TARGET EDGE_PORT: the requests TARGET has sent to the origin
+# so far: nginx's upstream log, Varnish's, ATS's and the edge's own counters.
+upstream_count() {
+	case $1 in
+	varnish) varnish_upstream ;;
+	ats) ats_upstream ;;
+	edge | edge-base) edge_upstream "$2" ;;
+	*) wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0 ;;
+	esac
+}
+
 # --- the points ---------------------------------------------------------------
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
@@ -192,14 +392,15 @@ fi
 for target in $TARGETS; do
 	url=$ORIGIN_URL cache_pid=$NGINX_PID edge_port=
 	[ "$target" = nginx ] && url=$NGINX_URL
+	[ "$target" = varnish ] && url=$VARNISH_URL cache_pid=$VARNISH_PID
+	[ "$target" = ats ] && url=$ATS_URL cache_pid=$ATS_PID
 	[ "$target" = edge ] && url=$EDGE_URL cache_pid=$EDGE_PID edge_port=$EDGE_PORT
 	[ "$target" = edge-base ] && url=$BASE_URL cache_pid=$BASE_PID edge_port=$BASE_PORT
 	for n in $LISTENERS; do
 		log "$target, $n listeners, $DURATION (ramp $RAMP)"
 		sleep 2 # let the previous point's connections close
 		o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$cache_pid")
-		up0=$(wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0)
-		[ -n "$edge_port" ] && up0=$(edge_upstream "$edge_port")
+		up0=$(upstream_count "$target" "$edge_port")
 		reset_peak "$ORIGIN_PID"; reset_peak "$cache_pid"
 		json=$WORK/$target-$n.json
 		status=0
@@ -207,8 +408,8 @@ for target in $TARGETS; do
 			--json "$json" >"$WORK/$target-$n.txt" 2>"$WORK/$target-$n.progress" || status=$?
 		o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$cache_pid")
 		load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine shows here
-		up1=$(wc -l <"$WORK/nginx/upstream.log" 2>/dev/null || echo 0)
-		[ -n "$edge_port" ] && up1=$(edge_upstream "$edge_port")
+		[ "$target" = ats ] && sleep 6 # ATS adds its threads' counts to its stats every 5 s
+		up1=$(upstream_count "$target" "$edge_port")
 		if [ ! -s "$json" ]; then
 			log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n.progress" >&2
 			continue

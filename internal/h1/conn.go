@@ -191,8 +191,7 @@ func (c *conn) readHead() ([]byte, error) {
 // that wait is bounded by safetyWait, after which a recv finds it and the
 // connection stops skipping.
 func (c *conn) readIdle(now time.Time) (int, error) {
-	if c.pending == nil || c.sock == nil {
-		c.flushPending()
+	if c.pending == nil { // sendLast holds answers only over a raw socket
 		if !c.sentPending() {
 			return 0, errClientGone
 		}
