@@ -368,17 +368,15 @@ func (c *conn) serveOne(head []byte) bool {
 	w := &c.resp
 	w.reset(&c.req, keep)
 	c.srv.Handler.ServeHTTP(w, &c.req)
-	if !w.finish() {
-		return false
+	if w.finish() && !c.srv.closing.Load() && c.body.drain() {
+		return true
 	}
-	if w.closeAfter || c.srv.closing.Load() || !c.body.drain() {
-		// Unread body bytes at close would make the kernel reset the
-		// connection, which can destroy the answer before the client
-		// reads it (a refused publisher would see "connection reset").
-		c.linger = !c.body.done
-		return false
-	}
-	return true
+	// Unread body bytes at close would make the kernel reset the
+	// connection, which can destroy the answer before the client reads it
+	// (a refused publisher would see "connection reset"): also when the
+	// handler itself asked to close, as the origin's ingest does.
+	c.linger = !w.failed && !c.body.done
+	return false
 }
 
 // lingerClose half-closes the connection and reads what the client still

@@ -431,7 +431,16 @@ func TestManyPipelinedRequests(t *testing.T) {
 // without reading it must still get its answer to the client, which keeps
 // sending (a refused publisher), not a connection reset.
 func TestRefusedUploadSeesItsAnswer(t *testing.T) {
+	for _, closes := range []bool{false, true} {
+		t.Run(fmt.Sprint("handler closes=", closes), func(t *testing.T) { testRefusedUpload(t, closes) })
+	}
+}
+
+func testRefusedUpload(t *testing.T, handlerCloses bool) {
 	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if handlerCloses {
+			w.Header().Set("Connection", "close") // as the origin's ingest does
+		}
 		http.Error(w, "wrong stream key", http.StatusForbidden)
 	})})
 	for range 20 {
@@ -459,5 +468,43 @@ func TestRefusedUploadSeesItsAnswer(t *testing.T) {
 		require.Equal(t, http.StatusForbidden, resp.StatusCode)
 		require.Contains(t, bodyOf(t, resp), "wrong stream key")
 		c.Close()
+	}
+}
+
+// A Go client streaming a body it has not finished must get the refusal,
+// not "connection reset": the server lingers before it closes, whether
+// the handler asked to close or the unread body made it.
+func TestRefusedStreamReachesGoClient(t *testing.T) {
+	for _, closes := range []bool{false, true} {
+		t.Run(fmt.Sprint("handler closes=", closes), func(t *testing.T) {
+			addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if closes {
+					w.Header().Set("Connection", "close")
+				}
+				http.Error(w, "wrong stream key", http.StatusForbidden)
+			})})
+			for range 20 {
+				pr, pw := io.Pipe()
+				go func() {
+					chunk := []byte(strings.Repeat("x", 188*7))
+					for i := range 300 {
+						if _, err := pw.Write(chunk); err != nil {
+							return
+						}
+						if i > 50 { // a burst first, then paced
+							time.Sleep(5 * time.Millisecond)
+						}
+					}
+					pw.Close()
+				}()
+				req, err := http.NewRequest(http.MethodPut, "http://"+addr+"/ingest/x", pr)
+				require.NoError(t, err)
+				res, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+				pr.CloseWithError(errors.New("done"))
+				require.NoError(t, err)
+				require.Equal(t, http.StatusForbidden, res.StatusCode)
+				res.Body.Close()
+			}
+		})
 	}
 }
