@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/amphi-live/amphi/internal/h1"
 	"github.com/amphi-live/amphi/internal/httpserve"
 	"github.com/amphi-live/amphi/internal/llhls"
 	"github.com/amphi-live/amphi/internal/player"
@@ -232,7 +234,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // releases every held request with ENDLIST.
 func (s *Server) ServeListeners(ctx context.Context, httpLn, rtmpLn net.Listener) error {
 	defer s.store.close()
-	srv := httpserve.NewServer(s.mux, 16<<10, s.log)
+	// The same HTTP/1.1 server as the edge (package h1), so both tiers
+	// answer alike and the origin costs as little per request. An ingest
+	// is one chunked body for the whole broadcast: no body limit, and its
+	// reads set their own deadlines (ingestReader).
+	srv := &h1.Server{
+		Handler:        s.mux,
+		MaxHeaderBytes: 16 << 10,
+		MaxBodyBytes:   math.MaxInt64,
+		Logger:         s.log,
+	}
 	s.log.Info("origin listening", "http", httpLn.Addr().String(), "preset", s.cfg.Segmenter.Preset)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -1,31 +1,18 @@
 // Package httpserve holds the HTTP server plumbing the origin and the edge
-// share: timeouts fit for held requests, a health endpoint, and serving
+// share: a health endpoint, and serving
 // until a context ends with a bounded graceful shutdown.
 package httpserve
 
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
 )
 
-// NewServer returns an http.Server for handler with no global WriteTimeout:
-// LL-HLS holds last up to 3 target durations, and the serving core sets a
-// per-response write deadline instead (STYLE.md).
-func NewServer(handler http.Handler, maxHeaderBytes int, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-}
-
-// Server is what Serve runs: net/http's Server or the edge's h1.Server.
+// Server is what Serve runs: h1.Server (the origin's and the edge's) or
+// net/http's Server.
 type Server interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
