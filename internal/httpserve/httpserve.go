@@ -1,6 +1,6 @@
 // Package httpserve holds the HTTP server plumbing the origin and the edge
-// share: a health endpoint, and serving
-// until a context ends with a bounded graceful shutdown.
+// share: a health endpoint, and serving until a context ends with a bounded
+// graceful shutdown.
 package httpserve
 
 import (
