@@ -1,6 +1,6 @@
-// Package h1 is a lean HTTP/1.1 server for the edge's hot path: thousands of
-// keep-alive connections each asking, several times a second, for a small
-// pre-rendered playlist or an immutable part.
+// Package h1 is a lean HTTP/1.1 server for the origin's and the edge's hot
+// path: thousands of keep-alive connections each asking, several times a
+// second, for a small pre-rendered playlist or an immutable part.
 //
 // Why not net/http's Server: per request it starts a goroutine that reads
 // ahead to notice a closed connection (a goroutine, an extra read syscall and
@@ -14,8 +14,10 @@
 // goroutine per connection; the Request, its URL and Header map, and the
 // ResponseWriter are reused from request to request on a connection; the
 // request head is parsed from one string; headers and a body of known length
-// leave in one write (writev when the body is large); deadlines are only
-// moved when they would otherwise fire early. Handlers must not keep the
+// leave in one write (writev when the body is large), and a short answer is
+// sent inside the connection's next read, which then skips the recv that
+// would find nothing (conn.readIdle); deadlines are only moved when they
+// would otherwise fire early. Handlers must not keep the
 // Request or ResponseWriter after they return (net/http forbids it too).
 //
 // What it leaves out: HTTP/2, TLS (terminate it in front, or use net/http),
