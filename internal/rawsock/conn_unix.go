@@ -100,18 +100,8 @@ func (c *Conn) SendRecv(out, p []byte, skipRecv bool) (unsent []byte, n int, err
 
 func (c *Conn) doSendRecv(fd uintptr) bool {
 	if len(c.out) > 0 {
-		for len(c.out) > 0 {
-			n, err := Send(int(fd), c.out)
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				return true // the caller writes the rest, waiting for writability
-			case err != nil:
-				c.err = os.NewSyscallError("write", err)
-				return true
-			}
-			c.out = c.out[n:]
+		if c.out, c.err = sendSome(int(fd), c.out); c.err != nil || len(c.out) > 0 {
+			return true // failed, or full: the caller writes the rest, waiting
 		}
 		if c.AfterSend != nil && !c.AfterSend() {
 			return true
@@ -154,19 +144,26 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 func (c *Conn) doWrite(fd uintptr) bool {
-	for len(c.p) > 0 {
-		n, err := Send(int(fd), c.p)
+	rest, err := sendSome(int(fd), c.p)
+	c.n += len(c.p) - len(rest)
+	c.p, c.err = rest, err
+	return err != nil || len(rest) == 0 // else wait for writability
+}
+
+// sendSome sends b until all of it is sent, the socket is full (EAGAIN) or
+// sending fails, and returns what is left.
+func sendSome(fd int, b []byte) ([]byte, error) {
+	for len(b) > 0 {
+		n, err := Send(fd, b)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			return false // wait for writability
+			return b, nil
 		case err != nil:
-			c.err = os.NewSyscallError("write", err)
-			return true
+			return b, os.NewSyscallError("write", err)
 		}
-		c.n += n
-		c.p = c.p[n:]
+		b = b[n:]
 	}
-	return true
+	return b, nil
 }
