@@ -70,6 +70,16 @@ EDGE_PORT=$(free_port)
 VARNISH_PORT=$(free_port)
 ATS_PORT=$(free_port)
 
+# wait_up URL NAME TRIES LOG...: wait until URL answers (TRIES tenths of a
+# second), else show the logs and stop.
+wait_up() {
+	local url=$1 name=$2 tries=$3
+	shift 3
+	for _ in $(seq "$tries"); do curl -fs -o /dev/null "$url" && return; sleep 0.1; done
+	curl -fs -o /dev/null "$url" && return
+	log "$name did not come up"; cat "$@" >&2; exit 1
+}
+
 # --- origin -----------------------------------------------------------------
 "$AMPHI" demo --preset "$PRESET" --listen "127.0.0.1:$ORIGIN_PORT" --log-level warn --data "$WORK/data" \
 	>"$WORK/origin.log" 2>&1 &
@@ -130,8 +140,7 @@ nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' 2>>"$WORK/ng
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/live/demo/index.m3u8
-for _ in $(seq 50); do curl -fs -o /dev/null "$NGINX_URL" && break; sleep 0.1; done
-curl -fs -o /dev/null "$NGINX_URL" || { log "nginx did not come up"; cat "$WORK/nginx/error.log" >&2; exit 1; }
+wait_up "$NGINX_URL" nginx 50 "$WORK/nginx/error.log"
 log "nginx pid $NGINX_PID on $NGINX_PORT"
 
 # --- varnish ------------------------------------------------------------------
@@ -209,8 +218,7 @@ EOF
 	VARNISH_PID=$!
 	PIDS+=("$VARNISH_PID")
 	VARNISH_URL=http://127.0.0.1:$VARNISH_PORT/live/demo/index.m3u8
-	for _ in $(seq 100); do curl -fs -o /dev/null "$VARNISH_URL" && break; sleep 0.1; done
-	curl -fs -o /dev/null "$VARNISH_URL" || { log "varnish did not come up"; cat "$WORK/varnish.log" >&2; exit 1; }
+	wait_up "$VARNISH_URL" varnish 100 "$WORK/varnish.log"
 	log "varnish pid $VARNISH_PID on $VARNISH_PORT"
 fi
 # Varnish counts its backend requests itself.
@@ -302,10 +310,7 @@ EOF
 	ATS_PID=$!
 	PIDS+=("$ATS_PID")
 	ATS_URL=http://127.0.0.1:$ATS_PORT/live/demo/index.m3u8
-	for _ in $(seq 200); do curl -fs -o /dev/null "$ATS_URL" && break; sleep 0.1; done
-	curl -fs -o /dev/null "$ATS_URL" || {
-		log "ats did not come up"; cat "$WORK/ats.log" "$ats/log/diags.log" >&2; exit 1
-	}
+	wait_up "$ATS_URL" ats 200 "$WORK/ats.log" "$ats/log/diags.log"
 	log "ats pid $ATS_PID on $ATS_PORT"
 fi
 # ATS counts its origin requests itself (in stats that lag up to 5 s).
@@ -321,8 +326,7 @@ start_edge() {
 	EDGE_PID=$!
 	PIDS+=("$EDGE_PID")
 	local url=http://127.0.0.1:$2/live/demo/index.m3u8
-	for _ in $(seq 50); do curl -fs -o /dev/null "$url" && break; sleep 0.1; done
-	curl -fs -o /dev/null "$url" || { log "$3 did not come up"; cat "$WORK/$3.log" >&2; exit 1; }
+	wait_up "$url" "$3" 50 "$WORK/$3.log"
 	log "$3 pid $EDGE_PID on $2"
 }
 start_edge "${EDGE_AMPHI:-$AMPHI}" "$EDGE_PORT" edge
