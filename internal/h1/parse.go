@@ -269,31 +269,7 @@ func hasToken(values []string, token string) bool {
 }
 
 // isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenTable[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+func isToken(s string) bool { return s != "" && allIn(&tokenChars, s) }
 
 // validValue reports whether v is a valid field value: no control
 // characters other than horizontal tab.
@@ -308,16 +284,15 @@ func validValue(v string) bool {
 
 // validHost accepts what a Host header may hold (RFC 3986 reg-name, IP
 // literal, port), as net/http's check does.
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		if !hostTable[h[i]] {
-			return false
-		}
-	}
-	return true
-}
+func validHost(h string) bool { return allIn(&hostChars, h) }
 
-var hostTable = func() (t [256]bool) {
+var (
+	tokenChars = alnumAnd("!#$%&'*+-.^_`|~")
+	hostChars  = alnumAnd("-._~!$&'()*+,;=:[]%")
+)
+
+// alnumAnd is the set of ASCII letters and digits and the bytes of extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -325,10 +300,20 @@ var hostTable = func() (t [256]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "-._~!$&'()*+,;=:[]%" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
+
+// allIn reports whether every byte of s is in set.
+func allIn(set *[256]bool, s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !set[s[i]] {
+			return false
+		}
+	}
+	return true
+}
 
 func itoa(n int) string { return strconv.Itoa(n) }
