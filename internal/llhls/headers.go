@@ -65,6 +65,14 @@ func httpError(w http.ResponseWriter, code int, cc []string, msg string) {
 	w.Write([]byte(strconv.Itoa(code) + " " + msg + "\n"))
 }
 
+// wantsGzip reports whether the request accepts a gzip-compressed answer.
+// Like Header.Get it reads the first Accept-Encoding field, indexing the
+// map directly: Get canonicalises the key first.
+func wantsGzip(r *http.Request) bool {
+	ae := r.Header["Accept-Encoding"]
+	return len(ae) > 0 && acceptsGzip(ae[0])
+}
+
 // acceptsGzip reports whether an Accept-Encoding value allows gzip: an
 // explicit gzip entry decides, else a wildcard does (RFC 9110 §12.5.3).
 func acceptsGzip(ae string) bool {

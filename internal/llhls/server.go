@@ -2,7 +2,6 @@ package llhls
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -79,8 +78,9 @@ type Config struct {
 
 // Handler serves /live/NAME/FILE with the LL-HLS rules of the project.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	holds *holds
 }
 
 // NewHandler validates cfg, applies its defaults and returns a Handler.
@@ -103,7 +103,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger}, nil
+	return &Handler{cfg: cfg, log: cfg.Logger, holds: newHolds(cfg.Stop)}, nil
 }
 
 // Register mounts the handler on mux under /live/.
@@ -198,33 +198,6 @@ func (h *Handler) holdLimit(td time.Duration) time.Duration {
 	return time.Duration(h.cfg.HoldFactor) * td
 }
 
-// waitFor blocks until cond holds for the feed's current snapshot, the
-// request ends, or limit passes. It returns the snapshot that satisfied cond,
-// or nil with the reason.
-func waitFor(ctx context.Context, stop <-chan struct{}, f *Feed, limit time.Duration, cond func(*Snapshot) bool) (*Snapshot, error) {
-	s := f.Current()
-	if cond(s) {
-		return s, nil
-	}
-	t := time.NewTimer(limit)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.Changed():
-			s = f.Current()
-			if cond(s) {
-				return s, nil
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.C:
-			return nil, errHoldExpired
-		case <-stop:
-			return nil, errShuttingDown
-		}
-	}
-}
-
 type holdError string
 
 func (e holdError) Error() string { return string(e) }
@@ -235,13 +208,14 @@ const (
 )
 
 func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st Stream) {
+	gz := wantsGzip(r) // before the hold, while the request is in cache
 	feed := st.Primary()
 	td := feed.Current().TargetDuration()
 	if td == 0 {
 		td = h.cfg.DefaultTargetDuration
 	}
 	if st.Multivariant() == nil {
-		_, err := waitFor(r.Context(), h.cfg.Stop, feed, h.holdLimit(td), func(*Snapshot) bool { return st.Multivariant() != nil })
+		_, err := waitFor(r.Context(), h.holds, feed, h.holdLimit(td), func(*Snapshot) bool { return st.Multivariant() != nil })
 		if err != nil {
 			h.holdFailed(w, r, err, td, "the stream has not produced its first segment yet")
 			return
@@ -249,7 +223,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st S
 	}
 	obj := st.Multivariant()
 	// The multivariant playlist only changes between broadcasts.
-	h.writePlaylist(w, r, func(gz bool) ([]byte, error) {
+	h.writePlaylist(w, r, gz, func(gz bool) ([]byte, error) {
 		if gz {
 			return obj.gzipped(), nil
 		}
@@ -258,6 +232,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st S
 }
 
 func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st Stream, file string) {
+	gz := wantsGzip(r) // before the hold, while the request is in cache
 	feed := st.Playlist(file)
 	d, derr := ParseDirectives(r.URL.RawQuery)
 	td := h.cfg.DefaultTargetDuration
@@ -280,7 +255,7 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 	}
 
 	var tooFar bool
-	s, err := waitFor(r.Context(), h.cfg.Stop, feed, h.holdLimit(td), func(s *Snapshot) bool {
+	s, err := waitFor(r.Context(), h.holds, feed, h.holdLimit(td), func(s *Snapshot) bool {
 		if !s.HasContent() && !s.Playlist().Ended {
 			return false
 		}
@@ -311,15 +286,14 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 		cc = cacheFor(6 * td)
 	}
 	delta := d.Skip && !ended
-	h.writePlaylist(w, r, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
+	h.writePlaylist(w, r, gz, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
 }
 
-// writePlaylist writes the playlist render returns, gzip-compressed when
-// the client accepts it.
-func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request,
+// writePlaylist writes the playlist render returns, gzip-compressed when gz
+// is set.
+func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request, gz bool,
 	render func(gz bool) ([]byte, error), cc []string, created time.Time,
 ) {
-	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
 	body, err := render(gz)
 	if err != nil {
 		h.log.Error("rendering playlist", "path", r.URL.Path, "err", err)
@@ -394,7 +368,7 @@ func (h *Handler) awaitHinted(w http.ResponseWriter, r *http.Request, st Stream,
 		td = h.cfg.DefaultTargetDuration
 	}
 	var obj *Object
-	_, err := waitFor(r.Context(), h.cfg.Stop, feed, h.holdLimit(td), func(s *Snapshot) bool {
+	_, err := waitFor(r.Context(), h.holds, feed, h.holdLimit(td), func(s *Snapshot) bool {
 		obj = st.Media(file)
 		return obj != nil || s.Playlist().Ended || st.Hinted(file) == nil
 	})
@@ -425,7 +399,18 @@ func (h *Handler) holdFailed(w http.ResponseWriter, r *http.Request, err error, 
 	httpError(w, http.StatusServiceUnavailable, noStore, why)
 }
 
+// setWriteDeadline sets the write deadline of the response, looking for the
+// method the way http.ResponseController does, without allocating one.
 func (h *Handler) setWriteDeadline(w http.ResponseWriter) {
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	for {
+		switch t := w.(type) {
+		case interface{ SetWriteDeadline(time.Time) error }:
+			_ = t.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+			return
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return
+		}
+	}
 }

@@ -257,26 +257,35 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
+var noStop = newHolds(nil)
+
+func snapSeq(m uint64) *Snapshot { return NewSnapshot(&Playlist{MediaSequence: m}, time.Time{}) }
+
+func atLeast(m uint64) func(*Snapshot) bool {
+	return func(s *Snapshot) bool { return s.Playlist().MediaSequence >= m }
+}
+
 func TestFeedPublish(t *testing.T) {
-	first := NewSnapshot(&Playlist{MediaSequence: 1}, time.Time{})
+	first := snapSeq(1)
 	f := NewFeed(first)
 	require.Same(t, first, f.Current())
-	require.False(t, isClosed(first.Changed()))
+	sig := f.sig.Load()
 
-	second := NewSnapshot(&Playlist{MediaSequence: 2}, time.Time{})
+	second := snapSeq(2)
 	f.Publish(second)
 	require.Same(t, second, f.Current())
-	require.True(t, isClosed(first.Changed()))
-	require.False(t, isClosed(second.Changed()))
+	require.True(t, isClosed(sig.ch))
+	sig = f.sig.Load()
+	require.False(t, isClosed(sig.ch))
 
 	// Publishing the current snapshot again changes nothing.
 	require.NotPanics(t, func() { f.Publish(second) })
 	require.Same(t, second, f.Current())
-	require.False(t, isClosed(second.Changed()))
+	require.False(t, isClosed(sig.ch))
 
-	third := NewSnapshot(&Playlist{MediaSequence: 3}, time.Time{})
+	third := snapSeq(3)
 	f.Publish(third)
-	require.True(t, isClosed(second.Changed()))
+	require.True(t, isClosed(sig.ch))
 	require.Same(t, third, f.Current())
 }
 
@@ -290,22 +299,23 @@ func TestFeedWithoutFirstSnapshot(t *testing.T) {
 
 func TestFeedWakesAllWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := NewFeed(NewSnapshot(&Playlist{MediaSequence: 1}, time.Time{}))
+		f := NewFeed(snapSeq(1))
 		const n = 200
 		var woken atomic.Int32
 		got := make([]*Snapshot, n)
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				<-f.Current().Changed()
+				s, err := waitFor(t.Context(), noStop, f, time.Minute, atLeast(2))
+				require.NoError(t, err)
 				woken.Add(1)
-				got[i] = f.Current()
+				got[i] = s
 			})
 		}
 		synctest.Wait()
 		require.Zero(t, woken.Load(), "a waiter woke before any publish")
 
-		next := NewSnapshot(&Playlist{MediaSequence: 2}, time.Time{})
+		next := snapSeq(2)
 		start := time.Now()
 		f.Publish(next)
 		wg.Wait()
@@ -317,34 +327,116 @@ func TestFeedWakesAllWaiters(t *testing.T) {
 	})
 }
 
-// A waiter that wakes late sees the newest snapshot, not the one after the
-// snapshot it waited on.
-func TestFeedWaiterSeesNewest(t *testing.T) {
+// Waiters of a stalled feed whose holds end one after another are woken
+// together in rounds (holdCoalesce apart), not each by its own timer wake:
+// one wake per round for every waiter, and each expires at most
+// holdCoalesce late.
+func TestFeedStalledHoldsCoalesce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := NewFeed(NewSnapshot(&Playlist{MediaSequence: 1}, time.Time{}))
-		old := f.Current()
-		var last *Snapshot
-		for i := range 5 {
-			last = NewSnapshot(&Playlist{MediaSequence: uint64(2 + i)}, time.Time{})
-			f.Publish(last)
+		f := NewFeed(snapSeq(1))
+		const n = 50
+		var checks atomic.Int32
+		late := make([]time.Duration, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			time.Sleep(time.Millisecond) // deadlines 1 ms apart
+			wg.Go(func() {
+				start := time.Now()
+				_, err := waitFor(t.Context(), noStop, f, time.Second, func(s *Snapshot) bool {
+					checks.Add(1)
+					return false
+				})
+				require.ErrorIs(t, err, errHoldExpired)
+				late[i] = time.Since(start) - time.Second
+			})
 		}
-		<-old.Changed()
-		require.Same(t, last, f.Current())
-		require.False(t, isClosed(last.Changed()))
+		wg.Wait()
+		for i, d := range late {
+			require.GreaterOrEqual(t, d, time.Duration(0), "waiter %d", i)
+			require.LessOrEqual(t, d, holdCoalesce, "waiter %d", i)
+		}
+		// 50 ms of deadlines: about six rounds, not fifty.
+		require.Less(t, int(checks.Load()), n*8)
+		require.Zero(t, f.timerAt.Load(), "timer left armed")
+	})
+}
+
+// Publishes disarm the timer, so a healthy feed never wakes its waiters for
+// nothing: a listener that asks for each next version as soon as it has one
+// is checked twice per version, when it asks and when the version comes,
+// although every hold's timer would have run out three times over.
+func TestFeedNoIdleWakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := NewFeed(snapSeq(1))
+		const n, versions = 20, 10
+		var checks atomic.Int32
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				for m := range uint64(versions) {
+					_, err := waitFor(t.Context(), noStop, f, 3*time.Second, func(s *Snapshot) bool {
+						checks.Add(1)
+						return s.Playlist().MediaSequence >= 2+m
+					})
+					require.NoError(t, err)
+				}
+			})
+		}
+		for m := range uint64(versions) {
+			time.Sleep(time.Second)
+			f.Publish(snapSeq(2 + m))
+		}
+		wg.Wait()
+		require.Equal(t, int32(n*versions*2), checks.Load())
+	})
+}
+
+// Closing a handler's Stop releases its held requests at once.
+func TestWaitForStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := NewFeed(snapSeq(1))
+		other := NewFeed(snapSeq(1))
+		stop := make(chan struct{})
+		hs := newHolds(stop)
+		errs := make(chan error, 2)
+		for _, g := range []*Feed{f, other} {
+			go func() {
+				_, err := waitFor(t.Context(), hs, g, time.Minute, atLeast(2))
+				errs <- err
+			}()
+		}
+		// A request of another handler is woken, and waits on.
+		keeps := make(chan error, 1)
+		go func() {
+			_, err := waitFor(t.Context(), noStop, f, 10*time.Second, atLeast(2))
+			keeps <- err
+		}()
+		time.Sleep(time.Second)
+		start := time.Now()
+		close(stop)
+		require.ErrorIs(t, <-errs, errShuttingDown)
+		require.ErrorIs(t, <-errs, errShuttingDown)
+		require.Zero(t, time.Since(start))
+		synctest.Wait()
+		require.Empty(t, keeps)
+		require.ErrorIs(t, <-keeps, errHoldExpired)
+		require.Equal(t, 9*time.Second, time.Since(start))
+
+		// Once stopped, a hold that would have to wait ends at once.
+		_, err := waitFor(t.Context(), hs, f, time.Minute, atLeast(2))
+		require.ErrorIs(t, err, errShuttingDown)
+		require.Zero(t, time.Since(start)-9*time.Second)
 	})
 }
 
 func TestWaitFor(t *testing.T) {
-	atLeast := func(m uint64) func(*Snapshot) bool {
-		return func(s *Snapshot) bool { return s.Playlist().MediaSequence >= m }
-	}
-	snap := func(m uint64) *Snapshot { return NewSnapshot(&Playlist{MediaSequence: m}, time.Time{}) }
+	snap := snapSeq
 
 	t.Run("satisfied at once", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := NewFeed(snap(5))
 			start := time.Now()
-			s, err := waitFor(t.Context(), nil, f, time.Second, atLeast(5))
+			s, err := waitFor(t.Context(), noStop, f, time.Second, atLeast(5))
 			require.NoError(t, err)
 			require.Same(t, f.Current(), s)
 			require.Zero(t, time.Since(start))
@@ -363,7 +455,7 @@ func TestWaitFor(t *testing.T) {
 			go func() {
 				defer close(done)
 				start := time.Now()
-				got, err = waitFor(t.Context(), nil, f, 10*time.Second, atLeast(3))
+				got, err = waitFor(t.Context(), noStop, f, 10*time.Second, atLeast(3))
 				elapsed = time.Since(start)
 			}()
 			time.Sleep(time.Second)
@@ -384,7 +476,7 @@ func TestWaitFor(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := NewFeed(snap(1))
 			start := time.Now()
-			s, err := waitFor(t.Context(), nil, f, 6*time.Second, atLeast(3))
+			s, err := waitFor(t.Context(), noStop, f, 6*time.Second, atLeast(3))
 			require.ErrorIs(t, err, errHoldExpired)
 			require.Nil(t, s)
 			require.Equal(t, 6*time.Second, time.Since(start))
@@ -407,7 +499,7 @@ func TestWaitFor(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			_, err := waitFor(t.Context(), nil, f, 3*time.Second, atLeast(3))
+			_, err := waitFor(t.Context(), noStop, f, 3*time.Second, atLeast(3))
 			require.ErrorIs(t, err, errHoldExpired)
 			require.Equal(t, 3*time.Second, time.Since(start))
 		})
@@ -419,7 +511,7 @@ func TestWaitFor(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			time.AfterFunc(time.Second, cancel)
 			start := time.Now()
-			s, err := waitFor(ctx, nil, f, time.Minute, atLeast(3))
+			s, err := waitFor(ctx, noStop, f, time.Minute, atLeast(3))
 			require.ErrorIs(t, err, context.Canceled)
 			require.Nil(t, s)
 			require.Equal(t, time.Second, time.Since(start))
