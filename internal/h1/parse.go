@@ -81,7 +81,7 @@ func (c *conn) parse(head []byte) (keep bool, err error) {
 		if !ok || !isToken(name) {
 			return false, badRequest("malformed header line")
 		}
-		value = strings.Trim(value, " \t")
+		value = trimOWS(value)
 		if !validValue(value) {
 			return false, badRequest("invalid header value")
 		}
@@ -106,7 +106,7 @@ func (c *conn) parse(head []byte) (keep bool, err error) {
 			chunked = true
 		case "Connection":
 			for tok := range strings.SplitSeq(value, ",") {
-				tok = strings.Trim(tok, " \t")
+				tok = trimOWS(tok)
 				switch {
 				case strings.EqualFold(tok, "close"):
 					keep = false
@@ -260,12 +260,24 @@ func internMethod(m string) string {
 func hasToken(values []string, token string) bool {
 	for _, v := range values {
 		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.Trim(tok, " \t"), token) {
+			if strings.EqualFold(trimOWS(tok), token) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// trimOWS trims the optional whitespace (spaces and tabs) around a field
+// value; strings.Trim builds its cut set anew on every call.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // isToken reports whether s is an RFC 9110 token.

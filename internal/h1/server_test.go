@@ -508,3 +508,16 @@ func TestRefusedStreamReachesGoClient(t *testing.T) {
 		})
 	}
 }
+
+func TestTrimOWS(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "",
+		" \t ":           "",
+		"gzip":           "gzip",
+		" \tgzip, br\t ": "gzip, br",
+		"a b":            "a b",
+		"\ta\tb ":        "a\tb",
+	} {
+		require.Equal(t, want, trimOWS(in), "%q", in)
+	}
+}
