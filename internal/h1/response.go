@@ -1,6 +1,8 @@
 package h1
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -36,15 +38,58 @@ type response struct {
 	buf         *outBuf // body of unknown length, before commit
 	deadlineSet bool
 	failed      bool // a write failed: the connection is done
+	// hdrUsed: Header was called. Until then hdr is empty and not read:
+	// after a held request it is cold in cache, and WritePrerendered's
+	// answers need none of it.
+	hdrUsed bool
 }
 
 func (w *response) reset(req *http.Request, keep bool) {
-	clear(w.hdr)
+	if w.hdrUsed {
+		clear(w.hdr)
+	}
 	*w = response{c: w.c, req: req, hdr: w.hdr, closeAfter: !keep, declared: -1}
 }
 
 // Header implements http.ResponseWriter.
-func (w *response) Header() http.Header { return w.hdr }
+func (w *response) Header() http.Header {
+	w.hdrUsed = true
+	return w.hdr
+}
+
+// WritePrerendered sends a whole answer at once: the status line for code,
+// Date, fields, the fields set through Header() if any, Content-Length
+// len(body), and body (not for HEAD). fields are header lines ("Name:
+// value\r\n") that the handler rendered once for many answers; they are
+// sent as they are, so they must be well-formed, and must not hold
+// Content-Length, Transfer-Encoding or Connection. It is the fast path of
+// a handler that gives many clients the same answer: nothing is parsed,
+// looked up or copied per field. code must allow a body (200-599, not 204
+// or 304), and nothing may have been written before.
+func (w *response) WritePrerendered(code int, fields, body []byte) error {
+	switch {
+	case w.status != 0:
+		return errors.New("h1: WritePrerendered after the status was written")
+	case code < 200 || code > 599 || code == http.StatusNoContent || code == http.StatusNotModified:
+		return fmt.Errorf("h1: WritePrerendered with status %d", code)
+	}
+	w.status = code
+	w.noBody = w.req.Method == http.MethodHead
+	w.declared = int64(len(body))
+	w.written = w.declared
+	o := getBuf()
+	o.b = w.appendHead(o.b, w.declared, "", fields)
+	if w.noBody || len(body) <= copyLimit {
+		if !w.noBody {
+			o.b = append(o.b, body...)
+		}
+		w.sendLast(o)
+		return nil
+	}
+	_, err := w.send(o.b, body)
+	putBuf(o)
+	return err
+}
 
 // WriteHeader implements http.ResponseWriter. 1xx codes are ignored.
 func (w *response) WriteHeader(code int) {
@@ -56,6 +101,9 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.status = code
 	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if !w.hdrUsed {
+		return
+	}
 	if cl := w.hdr["Content-Length"]; len(cl) == 1 {
 		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
 			w.declared = n
@@ -93,7 +141,7 @@ func (w *response) Write(p []byte) (int, error) {
 	case w.declared >= 0:
 		// The length is known: head and body leave together.
 		o := getBuf()
-		o.b = w.appendHead(o.b, w.declared, sniff(w.hdr, p))
+		o.b = w.appendHead(o.b, w.declared, sniff(w.hdr, p), nil)
 		var err error
 		switch {
 		case len(p) <= copyLimit && w.written == w.declared:
@@ -167,7 +215,7 @@ func (w *response) startChunked() error {
 	}
 	o := getBuf()
 	defer putBuf(o)
-	o.b = w.appendHead(o.b, -1, sniff(w.hdr, body))
+	o.b = w.appendHead(o.b, -1, sniff(w.hdr, body), nil)
 	var err error
 	switch {
 	case len(body) == 0:
@@ -209,7 +257,7 @@ func (w *response) commitHead() {
 		length = -2
 	}
 	o := getBuf()
-	o.b = w.appendHead(o.b, length, "")
+	o.b = w.appendHead(o.b, length, "", nil)
 	w.send(o.b)
 	putBuf(o)
 }
@@ -239,7 +287,7 @@ func (w *response) finish() bool {
 			length = w.written
 		}
 		o := getBuf()
-		o.b = w.appendHead(o.b, length, sniff(w.hdr, body))
+		o.b = w.appendHead(o.b, length, sniff(w.hdr, body), nil)
 		if length >= 0 && !w.noBody {
 			o.b = append(o.b, body...)
 		}
@@ -310,14 +358,18 @@ func (w *response) send(pieces ...[]byte) (int, error) {
 // appendHead appends the status line and headers. length is the
 // Content-Length to send, -1 when the body is chunked or close-delimited,
 // -2 when none must be sent. contentType is a sniffed type used when the
-// handler set none.
-func (w *response) appendHead(b []byte, length int64, contentType string) []byte {
+// handler set none. fields are pre-rendered header lines (WritePrerendered).
+func (w *response) appendHead(b []byte, length int64, contentType string, fields []byte) []byte {
 	w.committed = true
-	if w.c.srv.closing.Load() || hasToken(w.hdr["Connection"], "close") {
+	if w.c.srv.closing.Load() || w.hdrUsed && hasToken(w.hdr["Connection"], "close") {
 		w.closeAfter = true
 	}
 	b = append(b, statusLine(w.status)...)
-	if _, ok := w.hdr["Date"]; !ok {
+	dated := false
+	if w.hdrUsed {
+		_, dated = w.hdr["Date"]
+	}
+	if !dated {
 		b = append(b, "Date: "...)
 		b = append(b, httpDate()...)
 		b = append(b, '\r', '\n')
@@ -326,6 +378,10 @@ func (w *response) appendHead(b []byte, length int64, contentType string) []byte
 		b = append(b, "Content-Type: "...)
 		b = append(b, contentType...)
 		b = append(b, '\r', '\n')
+	}
+	b = append(b, fields...)
+	if !w.hdrUsed {
+		return w.appendFraming(b, length)
 	}
 	for k, vs := range w.hdr {
 		switch k {
@@ -342,6 +398,12 @@ func (w *response) appendHead(b []byte, length int64, contentType string) []byte
 			b = append(b, '\r', '\n')
 		}
 	}
+	return w.appendFraming(b, length)
+}
+
+// appendFraming appends Content-Length or Transfer-Encoding, Connection
+// and the blank line that ends the head.
+func (w *response) appendFraming(b []byte, length int64) []byte {
 	switch {
 	case length >= 0:
 		b = append(b, "Content-Length: "...)
