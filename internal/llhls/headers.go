@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,7 @@ var (
 // httpError writes a short plain-text error. cc nil sends no Cache-Control.
 func httpError(w http.ResponseWriter, code int, cc []string, msg string) {
 	h := w.Header()
+	setCORS(h)
 	h.Del("Content-Encoding")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -126,12 +128,90 @@ func gzipBytes(b []byte) []byte {
 	return buf.Bytes()
 }
 
-func age(now, created time.Time) string {
-	a := now.Sub(created) / time.Second
-	if a < 0 {
-		a = 0
+// prerenderer is the fast path of h1's ResponseWriter: a whole answer
+// whose header block the handler rendered once for many clients.
+type prerenderer interface {
+	WritePrerendered(code int, fields, body []byte) error
+}
+
+// asPrerenderer finds the fast path behind w, through wrappers that
+// Unwrap (as http.ResponseController does), or returns nil. The wrappers
+// see no WriteHeader: the answers sent this way are all 200 OK.
+func asPrerenderer(w http.ResponseWriter) prerenderer {
+	for {
+		switch t := w.(type) {
+		case prerenderer:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
 	}
-	return strconv.FormatInt(int64(a), 10)
+}
+
+// fieldSpec describes the header block of a 200 answer that many clients
+// get alike. The values are the handler's own constants.
+type fieldSpec struct {
+	contentType string
+	cc          string
+	age         int64 // seconds; -1 sends no Age
+	gzip        bool  // Content-Encoding: gzip
+	playlist    bool  // Vary: Accept-Encoding; else Accept-Ranges: bytes
+}
+
+func (s fieldSpec) render() []byte {
+	b := make([]byte, 0, 256)
+	b = appendField(b, "Access-Control-Allow-Origin", corsOrigin[0])
+	b = appendField(b, "Access-Control-Expose-Headers", corsExpose[0])
+	b = appendField(b, "Content-Type", s.contentType)
+	b = appendField(b, "Cache-Control", s.cc)
+	if s.playlist {
+		b = appendField(b, "Vary", varyAcceptEncoding[0])
+	} else {
+		b = appendField(b, "Accept-Ranges", acceptRangesBytes[0])
+	}
+	if s.gzip {
+		b = appendField(b, "Content-Encoding", contentEncodingGzip[0])
+	}
+	if s.age >= 0 {
+		b = append(b, "Age: "...)
+		b = strconv.AppendInt(b, s.age, 10)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+func appendField(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...)
+}
+
+// fieldCache holds the header block of one kind of answer, rendered again
+// when its spec changes (Age, once a second).
+type fieldCache struct{ p atomic.Pointer[fieldBlock] }
+
+type fieldBlock struct {
+	spec fieldSpec
+	b    []byte
+}
+
+func (fc *fieldCache) get(s fieldSpec) []byte {
+	if fb := fc.p.Load(); fb != nil && fb.spec == s {
+		return fb.b
+	}
+	b := s.render()
+	fc.p.Store(&fieldBlock{spec: s, b: b})
+	return b
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ type Object struct {
 
 	gzOnce sync.Once
 	gz     []byte
+	// heads are its header blocks for the fast path (WritePrerendered):
+	// [0] plain, [1] gzip-compressed (multivariant playlists only).
+	heads [2]fieldCache
 }
 
 // gzipped returns Data gzip-compressed, computed once.
@@ -112,11 +116,14 @@ func (h *Handler) Register(mux *http.ServeMux) {
 }
 
 // ServeHTTP implements http.Handler.
+//
+// Every answer carries the CORS fields: the common ones in their
+// pre-rendered header block, the others through setCORS.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setCORS(w.Header())
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:
+		setCORS(w.Header())
 		w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
 		w.Header().Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since")
 		w.Header().Set("Access-Control-Max-Age", "86400")
@@ -135,6 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if file == "" {
 		if h.cfg.Page != nil && h.cfg.Catalog.Stream(name) != nil {
+			setCORS(w.Header())
 			h.cfg.Page.ServeHTTP(w, r)
 			return
 		}
@@ -228,7 +236,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st S
 			return obj.gzipped(), nil
 		}
 		return obj.Data, nil
-	}, cacheFor(td), obj.Created)
+	}, cacheFor(td), obj.Created, &obj.heads[b2i(gz)])
 }
 
 func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st Stream, file string) {
@@ -281,18 +289,19 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 	ended := s.Playlist().Ended
 	// A blocking answer names one version for good, and so does the final
 	// playlist: both are cached long.
-	cc := cacheFor(td / 2)
-	if ended || d.HasMSN {
+	cc, long := cacheFor(td/2), ended || d.HasMSN
+	if long {
 		cc = cacheFor(6 * td)
 	}
 	delta := d.Skip && !ended
-	h.writePlaylist(w, r, gz, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created())
+	h.writePlaylist(w, r, gz, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created(),
+		s.heads(gz, long))
 }
 
 // writePlaylist writes the playlist render returns, gzip-compressed when gz
-// is set.
+// is set; fc keeps its header block for the fast path.
 func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request, gz bool,
-	render func(gz bool) ([]byte, error), cc []string, created time.Time,
+	render func(gz bool) ([]byte, error), cc []string, created time.Time, fc *fieldCache,
 ) {
 	body, err := render(gz)
 	if err != nil {
@@ -300,15 +309,22 @@ func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request, gz bool,
 		httpError(w, http.StatusInternalServerError, nil, "rendering playlist failed")
 		return
 	}
+	if pw := asPrerenderer(w); pw != nil {
+		fields := fc.get(fieldSpec{contentType: contentTypePlaylist[0], cc: cc[0],
+			age: h.ageOf(created), gzip: gz, playlist: true})
+		_ = pw.WritePrerendered(http.StatusOK, fields, body)
+		return
+	}
 	hd := w.Header()
+	setCORS(hd)
 	hd["Content-Type"] = contentTypePlaylist
 	hd["Cache-Control"] = cc
 	hd["Vary"] = varyAcceptEncoding
 	if gz {
 		hd["Content-Encoding"] = contentEncodingGzip
 	}
-	if h.cfg.SetAge && !created.IsZero() {
-		hd.Set("Age", age(h.cfg.Now(), created))
+	if a := h.ageOf(created); a >= 0 {
+		hd["Age"] = []string{strconv.FormatInt(a, 10)}
 	}
 	hd.Set("Content-Length", itoa(len(body)))
 	h.setWriteDeadline(w)
@@ -316,6 +332,15 @@ func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request, gz bool,
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// ageOf is the Age of an answer about something that entered this tier at
+// created, in seconds, or -1 when none is sent.
+func (h *Handler) ageOf(created time.Time) int64 {
+	if !h.cfg.SetAge || created.IsZero() {
+		return -1
+	}
+	return max(0, int64(h.cfg.Now().Sub(created)/time.Second))
 }
 
 func (h *Handler) serveMedia(w http.ResponseWriter, r *http.Request, st Stream, file string) {
@@ -326,14 +351,22 @@ func (h *Handler) serveMedia(w http.ResponseWriter, r *http.Request, st Stream, 
 			return
 		}
 	}
+	ranged := r.Header.Get("Range") != ""
+	if pw := asPrerenderer(w); pw != nil && !ranged {
+		fields := obj.heads[0].get(fieldSpec{contentType: obj.ContentType, cc: cacheImmutable[0],
+			age: h.ageOf(obj.Created)})
+		_ = pw.WritePrerendered(http.StatusOK, fields, obj.Data)
+		return
+	}
 	hd := w.Header()
+	setCORS(hd)
 	hd["Content-Type"] = []string{obj.ContentType}
 	hd["Cache-Control"] = cacheImmutable
-	if h.cfg.SetAge && !obj.Created.IsZero() {
-		hd.Set("Age", age(h.cfg.Now(), obj.Created))
+	if a := h.ageOf(obj.Created); a >= 0 {
+		hd["Age"] = []string{strconv.FormatInt(a, 10)}
 	}
 	h.setWriteDeadline(w)
-	if r.Header.Get("Range") != "" {
+	if ranged {
 		// ServeContent answers Range (and its conditionals); a zero modtime
 		// sends no Last-Modified, since URIs are immutable anyway.
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj.Data))

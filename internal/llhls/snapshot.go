@@ -15,6 +15,9 @@ type Snapshot struct {
 	created time.Time
 
 	full, delta rendering
+	// fields are the header blocks of the fast path (WritePrerendered), by
+	// [gzip][long Cache-Control].
+	fields [2][2]fieldCache
 }
 
 type rendering struct {
@@ -54,6 +57,11 @@ func (s *Snapshot) Bytes(delta, gz bool) ([]byte, error) {
 	}
 	r.gzOnce.Do(func() { r.gz = gzipBytes(r.plain) })
 	return r.gz, nil
+}
+
+// heads returns the header block cache of one kind of answer.
+func (s *Snapshot) heads(gz, long bool) *fieldCache {
+	return &s.fields[b2i(gz)][b2i(long)]
 }
 
 // TargetDuration as a time.Duration.
