@@ -398,58 +398,84 @@ if [ "${WARMUP:-10s}" != 0 ]; then
 	"$AMPHI" loadtest "$ORIGIN_URL" --listeners "${LISTENERS%% *}" --duration "${WARMUP:-10s}" --ramp 2s \
 		--mix "$MIX" >/dev/null 2>&1 || true
 fi
-for target in $TARGETS; do
+# point TARGET N: one loadtest run, its row appended to $ROWS.TARGET.
+point() {
+	local target=$1 n=$2
 	url=$ORIGIN_URL cache_pid=$NGINX_PID edge_port=
 	[ "$target" = nginx ] && url=$NGINX_URL
 	[ "$target" = varnish ] && url=$VARNISH_URL cache_pid=$VARNISH_PID
 	[ "$target" = ats ] && url=$ATS_URL cache_pid=$ATS_PID
 	[ "$target" = edge ] && url=$EDGE_URL cache_pid=$EDGE_PID edge_port=$EDGE_PORT
 	[ "$target" = edge-base ] && url=$BASE_URL cache_pid=$BASE_PID edge_port=$BASE_PORT
-	for n in $LISTENERS; do
-		log "$target, $n listeners, $DURATION (ramp $RAMP)"
-		sleep 2 # let the previous point's connections close
-		o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$cache_pid")
-		up0=$(upstream_count "$target" "$edge_port")
-		reset_peak "$ORIGIN_PID"; reset_peak "$cache_pid"
-		json=$WORK/$target-$n.json
-		status=0
-		"$AMPHI" loadtest "$url" --listeners "$n" --duration "$DURATION" --ramp "$RAMP" --mix "$MIX" \
-			--json "$json" >"$WORK/$target-$n.txt" 2>"$WORK/$target-$n.progress" || status=$?
-		o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$cache_pid")
-		load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine shows here
-		[ "$target" = ats ] && sleep 6 # ATS adds its threads' counts to its stats every 5 s
-		up1=$(upstream_count "$target" "$edge_port")
-		if [ ! -s "$json" ]; then
-			log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n.progress" >&2
-			continue
-		fi
-		elapsed=$(jq .elapsed_s "$json")
-		if [ "$target" != origin ]; then
-			origin_rps=$(jq -n --argjson a "$up0" --argjson b "$up1" --argjson e "$elapsed" '($b-$a)/$e | floor')
-			nginx_cpu=$(jq -n --argjson a "$g0" --argjson b "$g1" --argjson t "$TICK" '(($b-$a)/$t*100|round)/100')
-			nginx_rss=$(($(peak_kib "$cache_pid") / 1024))
-		else
-			origin_rps=$(jq '.total.requests_per_s.total | floor' "$json")
-			nginx_cpu=-; nginx_rss=-
-		fi
-		# CPU per delivered part: the cache's (or, direct, the origin's) CPU
-		# over the parts the listeners received (part + hinted_part).
-		if [ "$target" = origin ]; then per=$o0:$o1; else per=$g0:$g1; fi
-		us_part=$(jq --argjson a "${per%%:*}" --argjson b "${per##*:}" --argjson t "$TICK" '
-			((.total.requests.part // 0) + (.total.requests.hinted_part // 0)) as $parts
-			| if $parts > 0 then (($b-$a)/$t/$parts*1e6|round) else "-" end' "$json")
-		origin_cpu=$(jq -n --argjson a "$o0" --argjson b "$o1" --argjson t "$TICK" '(($b-$a)/$t*100|round)/100')
-		origin_rss=$(($(peak_kib "$ORIGIN_PID") / 1024))
-		jq -r --arg target "$target" --arg ocpu "$origin_cpu" --arg orss "$origin_rss" \
-			--arg orps "$origin_rps" --arg ncpu "$nginx_cpu" --arg nrss "$nginx_rss" --arg load "$load" --arg uspart "$us_part" '
-			[ $target, .listeners,
-			  (.total.part_latency.p50_ms // "-"), (.total.part_latency.p99_ms // "-"),
-			  (.total.time_to_first_audio.p99_ms // "-"),
-			  "\(.total.stalls) (\(.total.stall_ratio * 1000 | round / 10)%)",
-			  .total.errors_total, (.total.requests_per_s.total | floor), $orps,
-			  $ocpu, $orss, $ncpu, $nrss, $uspart,
-			  "\(.generator.cpu_s) (\(.generator.cores))", $load ] | @tsv' "$json" >>"$ROWS"
+	log "$target, $n listeners, $DURATION (ramp $RAMP)"
+	sleep 2 # let the previous point's connections close
+	o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$cache_pid")
+	up0=$(upstream_count "$target" "$edge_port")
+	reset_peak "$ORIGIN_PID"; reset_peak "$cache_pid"
+	json=$WORK/$target-$n.json
+	status=0
+	"$AMPHI" loadtest "$url" --listeners "$n" --duration "$DURATION" --ramp "$RAMP" --mix "$MIX" \
+		--json "$json" >"$WORK/$target-$n.txt" 2>"$WORK/$target-$n.progress" || status=$?
+	o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$cache_pid")
+	load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine shows here
+	[ "$target" = ats ] && sleep 6 # ATS adds its threads' counts to its stats every 5 s
+	up1=$(upstream_count "$target" "$edge_port")
+	if [ ! -s "$json" ]; then
+		log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n.progress" >&2
+		return
+	fi
+	elapsed=$(jq .elapsed_s "$json")
+	if [ "$target" != origin ]; then
+		origin_rps=$(jq -n --argjson a "$up0" --argjson b "$up1" --argjson e "$elapsed" '($b-$a)/$e | floor')
+		nginx_cpu=$(jq -n --argjson a "$g0" --argjson b "$g1" --argjson t "$TICK" '(($b-$a)/$t*100|round)/100')
+		nginx_rss=$(($(peak_kib "$cache_pid") / 1024))
+	else
+		origin_rps=$(jq '.total.requests_per_s.total | floor' "$json")
+		nginx_cpu=-; nginx_rss=-
+	fi
+	# CPU per delivered part: the cache's (or, direct, the origin's) CPU
+	# over the parts the listeners received (part + hinted_part).
+	if [ "$target" = origin ]; then per=$o0:$o1; else per=$g0:$g1; fi
+	us_part=$(jq --argjson a "${per%%:*}" --argjson b "${per##*:}" --argjson t "$TICK" '
+		((.total.requests.part // 0) + (.total.requests.hinted_part // 0)) as $parts
+		| if $parts > 0 then (($b-$a)/$t/$parts*1e6|round) else "-" end' "$json")
+	origin_cpu=$(jq -n --argjson a "$o0" --argjson b "$o1" --argjson t "$TICK" '(($b-$a)/$t*100|round)/100')
+	origin_rss=$(($(peak_kib "$ORIGIN_PID") / 1024))
+	jq -r --arg target "$target" --arg ocpu "$origin_cpu" --arg orss "$origin_rss" \
+		--arg orps "$origin_rps" --arg ncpu "$nginx_cpu" --arg nrss "$nginx_rss" --arg load "$load" --arg uspart "$us_part" '
+		[ $target, .listeners,
+		  (.total.part_latency.p50_ms // "-"), (.total.part_latency.p99_ms // "-"),
+		  (.total.time_to_first_audio.p99_ms // "-"),
+		  "\(.total.stalls) (\(.total.stall_ratio * 1000 | round / 10)%)",
+		  .total.errors_total, (.total.requests_per_s.total | floor), $orps,
+		  $ocpu, $orss, $ncpu, $nrss, $uspart,
+		  "\(.generator.cpu_s) (\(.generator.cores))", $load ] | @tsv' "$json" >>"$ROWS.$target"
+}
+
+# The origin, nginx and the edges are measured N by N, each N's points back
+# to back, in an order that rotates from one N to the next: whichever point
+# goes first has the quietest machine (a point after an overloaded one,
+# nginx's at 5,000 listeners say, runs measurably worse), and a fixed order
+# gave that to the same column every time. Varnish and ATS go last, each
+# through every N: the points after theirs ran measurably worse (their
+# thousands of threads and their memory linger; the load average stays high
+# for a minute).
+light=() heavy=()
+for target in $TARGETS; do
+	case $target in varnish | ats) heavy+=("$target") ;; *) light+=("$target") ;; esac
+done
+i=0
+for n in $LISTENERS; do
+	for k in "${!light[@]}"; do
+		point "${light[$(((k + i) % ${#light[@]}))]}" "$n"
 	done
+	i=$((i + 1))
+done
+for target in "${heavy[@]}"; do
+	for n in $LISTENERS; do point "$target" "$n"; done
+done
+for target in $TARGETS; do
+	[ -f "$ROWS.$target" ] && cat "$ROWS.$target" >>"$ROWS"
 done
 
 echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | errors | req/s | origin req/s | origin CPU-s | origin peak RSS MiB | cache CPU-s | cache peak RSS MiB | server CPU µs/part | generator CPU-s (cores) | load avg |"
