@@ -529,3 +529,62 @@ func BenchmarkSnapshotBytes(b *testing.B) {
 		}
 	}
 }
+
+// Waiters with mixed limits and conditions, publishes and a stop, all at
+// once on real time (under -race): every waiter ends, with a snapshot that
+// satisfies it, errHoldExpired no sooner than its limit and not much
+// later, or errShuttingDown once stopped.
+func TestFeedConcurrentWaiters(t *testing.T) {
+	f := NewFeed(snapSeq(0))
+	stop := make(chan struct{})
+	hs := newHolds(stop)
+	const waiters = 300
+	var wg sync.WaitGroup
+	var satisfied, expired, stopped atomic.Int32
+	for i := range waiters {
+		wg.Go(func() {
+			limit := time.Duration(1+i%7) * 15 * time.Millisecond
+			want := uint64(i % 40)
+			for round := 0; ; round++ {
+				start := time.Now()
+				s, err := waitFor(t.Context(), hs, f, limit, atLeast(want))
+				took := time.Since(start)
+				switch err {
+				case nil:
+					require.GreaterOrEqual(t, s.Playlist().MediaSequence, want)
+					satisfied.Add(1)
+					want += 3
+				case errHoldExpired:
+					require.GreaterOrEqual(t, took, limit)
+					require.Less(t, took, limit+2*time.Second, "expired far too late")
+					expired.Add(1)
+				case errShuttingDown:
+					stopped.Add(1)
+					return
+				default:
+					t.Errorf("waiter %d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	for m := range uint64(60) {
+		time.Sleep(time.Duration(m%5) * 4 * time.Millisecond) // stalls of 0-16 ms
+		f.Publish(snapSeq(m + 1))
+	}
+	time.Sleep(20 * time.Millisecond) // the last publish's wakes are handled
+	before := expired.Load()
+	time.Sleep(200 * time.Millisecond) // a stall: only the timer ends holds now
+	require.Greater(t, expired.Load(), before, "no hold expired during the stall")
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiters still held 10 s after the stop")
+	}
+	require.Equal(t, int32(waiters), stopped.Load())
+	require.NotZero(t, satisfied.Load())
+	require.NotZero(t, expired.Load())
+}
