@@ -243,9 +243,10 @@ func (f *Feed) disarmLocked() { f.timerAt.Store(0) }
 // closing its stop channel can wake them. It holds them weakly: a feed
 // whose broadcast is over goes away with it.
 type holds struct {
-	stop  <-chan struct{}
-	mu    sync.Mutex
-	feeds map[weak.Pointer[Feed]]struct{}
+	stop    <-chan struct{}
+	mu      sync.Mutex
+	feeds   map[weak.Pointer[Feed]]struct{}
+	pruneAt int // prune feeds that are gone once the set is this large
 }
 
 // newHolds returns the holds of a handler that stops when stop is closed
@@ -279,10 +280,16 @@ func (hs *holds) add(f *Feed) {
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	for wp := range hs.feeds {
-		if wp.Value() == nil {
-			delete(hs.feeds, wp)
+	if len(hs.feeds) >= hs.pruneAt {
+		// Forget feeds that are gone, when the set has doubled since the
+		// last time: a stream that hands out a new feed per request must
+		// not make each add walk all the others.
+		for wp := range hs.feeds {
+			if wp.Value() == nil {
+				delete(hs.feeds, wp)
+			}
 		}
+		hs.pruneAt = max(64, 2*len(hs.feeds))
 	}
 	hs.feeds[weak.Make(f)] = struct{}{}
 	f.heldBy.Store(hs)

@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/stretchr/testify/require"
 )
@@ -587,4 +589,24 @@ func TestFeedConcurrentWaiters(t *testing.T) {
 	require.Equal(t, int32(waiters), stopped.Load())
 	require.NotZero(t, satisfied.Load())
 	require.NotZero(t, expired.Load())
+}
+
+// Feeds that are gone leave a handler's holds: the set stays bounded
+// however many feeds come and go.
+func TestHoldsForgetGoneFeeds(t *testing.T) {
+	hs := newHolds(make(chan struct{}))
+	for range 1000 {
+		hs.add(NewFeed(snapSeq(1)))
+		if hs.pruneAt > 0 && len(hs.feeds) >= hs.pruneAt-1 {
+			runtime.GC()
+		}
+	}
+	runtime.GC()
+	kept := NewFeed(snapSeq(1))
+	hs.add(kept)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	require.Less(t, len(hs.feeds), 200)
+	require.Contains(t, hs.feeds, weak.Make(kept))
+	runtime.KeepAlive(kept)
 }
