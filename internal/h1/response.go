@@ -79,16 +79,10 @@ func (w *response) WritePrerendered(code int, fields, body []byte) error {
 	w.written = w.declared
 	o := getBuf()
 	o.b = w.appendHead(o.b, w.declared, "", fields)
-	if w.noBody || len(body) <= copyLimit {
-		if !w.noBody {
-			o.b = append(o.b, body...)
-		}
-		w.sendLast(o)
-		return nil
+	if w.noBody {
+		body = nil
 	}
-	_, err := w.send(o.b, body)
-	putBuf(o)
-	return err
+	return w.sendHead(o, body, true)
 }
 
 // WriteHeader implements http.ResponseWriter. 1xx codes are ignored.
@@ -142,20 +136,7 @@ func (w *response) Write(p []byte) (int, error) {
 		// The length is known: head and body leave together.
 		o := getBuf()
 		o.b = w.appendHead(o.b, w.declared, sniff(w.hdr, p), nil)
-		var err error
-		switch {
-		case len(p) <= copyLimit && w.written == w.declared:
-			o.b = append(o.b, p...)
-			w.sendLast(o)
-			return len(p), nil
-		case len(p) <= copyLimit:
-			o.b = append(o.b, p...)
-			_, err = w.send(o.b)
-		default:
-			_, err = w.send(o.b, p)
-		}
-		putBuf(o)
-		return len(p), err
+		return len(p), w.sendHead(o, p, w.written == w.declared)
 	}
 	if w.buf == nil {
 		w.buf = getBuf()
@@ -304,6 +285,26 @@ func (w *response) finish() bool {
 		w.closeAfter = true
 	}
 	return !w.failed && !w.closeAfter
+}
+
+// sendHead sends the head in o and body after it, and puts o back: a body
+// up to copyLimit is copied behind the head for one send(2), and held with
+// it (sendLast) when it completes the response; a larger one is sent
+// uncopied after the head.
+func (w *response) sendHead(o *outBuf, body []byte, complete bool) error {
+	if len(body) > copyLimit {
+		_, err := w.send(o.b, body)
+		putBuf(o)
+		return err
+	}
+	o.b = append(o.b, body...)
+	if complete {
+		w.sendLast(o)
+		return nil
+	}
+	_, err := w.send(o.b)
+	putBuf(o)
+	return err
 }
 
 // sendLast sends o, the whole of a response, and puts it back. Over a raw
