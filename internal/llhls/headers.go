@@ -136,7 +136,8 @@ type prerenderer interface {
 
 // asPrerenderer finds the fast path behind w, through wrappers that
 // Unwrap (as http.ResponseController does), or returns nil. The wrappers
-// see no WriteHeader: the answers sent this way are all 200 OK.
+// see no WriteHeader: the answers sent this way are all 200 OK. A type
+// switch, not a generic assertion: this runs for every answer.
 func asPrerenderer(w http.ResponseWriter) prerenderer {
 	for {
 		switch t := w.(type) {
@@ -150,43 +151,51 @@ func asPrerenderer(w http.ResponseWriter) prerenderer {
 	}
 }
 
-// fieldSpec describes the header block of a 200 answer that many clients
-// get alike. The values are the handler's own constants.
+// fieldSpec describes the header fields of a 200 answer that many clients
+// get alike: rendered once as bytes for the fast path (render), or set in
+// a header map (set). The values are the handler's own constants.
 type fieldSpec struct {
 	contentType string
 	cc          string
 	age         int64 // seconds; -1 sends no Age
 	gzip        bool  // Content-Encoding: gzip
-	playlist    bool  // Vary: Accept-Encoding; else Accept-Ranges: bytes
+	playlist    bool  // Vary: Accept-Encoding
+	ranges      bool  // Accept-Ranges: bytes
+}
+
+// each calls fn for every field, in order.
+func (s fieldSpec) each(fn func(name, value string)) {
+	fn("Access-Control-Allow-Origin", corsOrigin[0])
+	fn("Access-Control-Expose-Headers", corsExpose[0])
+	fn("Content-Type", s.contentType)
+	fn("Cache-Control", s.cc)
+	if s.playlist {
+		fn("Vary", varyAcceptEncoding[0])
+	}
+	if s.ranges {
+		fn("Accept-Ranges", acceptRangesBytes[0])
+	}
+	if s.gzip {
+		fn("Content-Encoding", contentEncodingGzip[0])
+	}
+	if s.age >= 0 {
+		fn("Age", strconv.FormatInt(s.age, 10))
+	}
 }
 
 func (s fieldSpec) render() []byte {
 	b := make([]byte, 0, 256)
-	b = appendField(b, "Access-Control-Allow-Origin", corsOrigin[0])
-	b = appendField(b, "Access-Control-Expose-Headers", corsExpose[0])
-	b = appendField(b, "Content-Type", s.contentType)
-	b = appendField(b, "Cache-Control", s.cc)
-	if s.playlist {
-		b = appendField(b, "Vary", varyAcceptEncoding[0])
-	} else {
-		b = appendField(b, "Accept-Ranges", acceptRangesBytes[0])
-	}
-	if s.gzip {
-		b = appendField(b, "Content-Encoding", contentEncodingGzip[0])
-	}
-	if s.age >= 0 {
-		b = append(b, "Age: "...)
-		b = strconv.AppendInt(b, s.age, 10)
+	s.each(func(name, value string) {
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, value...)
 		b = append(b, "\r\n"...)
-	}
+	})
 	return b
 }
 
-func appendField(b []byte, name, value string) []byte {
-	b = append(b, name...)
-	b = append(b, ": "...)
-	b = append(b, value...)
-	return append(b, "\r\n"...)
+func (s fieldSpec) set(h http.Header) {
+	s.each(func(name, value string) { h[name] = []string{value} })
 }
 
 // fieldCache holds the header block of one kind of answer, rendered again

@@ -132,7 +132,7 @@ func (p prerenderCounter) wrap(w http.ResponseWriter) http.ResponseWriter {
 // when its Age changes.
 func TestFieldCache(t *testing.T) {
 	var fc fieldCache
-	spec := fieldSpec{contentType: "audio/mp4", cc: cacheImmutable[0], age: 3}
+	spec := fieldSpec{contentType: "audio/mp4", cc: cacheImmutable[0], age: 3, ranges: true}
 	a := fc.get(spec)
 	require.Equal(t, "Access-Control-Allow-Origin: *\r\n"+
 		"Access-Control-Expose-Headers: Age, Content-Length, Content-Range, Date\r\n"+

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -295,7 +294,7 @@ func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st 
 	}
 	delta := d.Skip && !ended
 	h.writePlaylist(w, r, gz, func(gz bool) ([]byte, error) { return s.Bytes(delta, gz) }, cc, s.Created(),
-		s.heads(gz, long))
+		s.headsFor(gz, long))
 }
 
 // writePlaylist writes the playlist render returns, gzip-compressed when gz
@@ -309,24 +308,20 @@ func (h *Handler) writePlaylist(w http.ResponseWriter, r *http.Request, gz bool,
 		httpError(w, http.StatusInternalServerError, nil, "rendering playlist failed")
 		return
 	}
+	h.writeOK(w, r, fieldSpec{contentType: contentTypePlaylist[0], cc: cc[0],
+		age: h.ageOf(created), gzip: gz, playlist: true}, fc, body)
+}
+
+// writeOK sends a 200 answer with the fields of spec and body: over h1 in
+// one piece with the header block kept in fc, else field by field.
+func (h *Handler) writeOK(w http.ResponseWriter, r *http.Request, spec fieldSpec, fc *fieldCache, body []byte) {
 	if pw := asPrerenderer(w); pw != nil {
-		fields := fc.get(fieldSpec{contentType: contentTypePlaylist[0], cc: cc[0],
-			age: h.ageOf(created), gzip: gz, playlist: true})
-		_ = pw.WritePrerendered(http.StatusOK, fields, body)
+		_ = pw.WritePrerendered(http.StatusOK, fc.get(spec), body)
 		return
 	}
 	hd := w.Header()
-	setCORS(hd)
-	hd["Content-Type"] = contentTypePlaylist
-	hd["Cache-Control"] = cc
-	hd["Vary"] = varyAcceptEncoding
-	if gz {
-		hd["Content-Encoding"] = contentEncodingGzip
-	}
-	if a := h.ageOf(created); a >= 0 {
-		hd["Age"] = []string{strconv.FormatInt(a, 10)}
-	}
-	hd.Set("Content-Length", itoa(len(body)))
+	spec.set(hd)
+	hd["Content-Length"] = []string{itoa(len(body))}
 	h.setWriteDeadline(w)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
@@ -351,35 +346,17 @@ func (h *Handler) serveMedia(w http.ResponseWriter, r *http.Request, st Stream, 
 			return
 		}
 	}
-	ranged := r.Header.Get("Range") != ""
-	if pw := asPrerenderer(w); pw != nil && !ranged {
-		fields := obj.heads[0].get(fieldSpec{contentType: obj.ContentType, cc: cacheImmutable[0],
-			age: h.ageOf(obj.Created)})
-		_ = pw.WritePrerendered(http.StatusOK, fields, obj.Data)
-		return
-	}
-	hd := w.Header()
-	setCORS(hd)
-	hd["Content-Type"] = []string{obj.ContentType}
-	hd["Cache-Control"] = cacheImmutable
-	if a := h.ageOf(obj.Created); a >= 0 {
-		hd["Age"] = []string{strconv.FormatInt(a, 10)}
-	}
-	h.setWriteDeadline(w)
-	if ranged {
+	spec := fieldSpec{contentType: obj.ContentType, cc: cacheImmutable[0], age: h.ageOf(obj.Created)}
+	if r.Header.Get("Range") != "" {
 		// ServeContent answers Range (and its conditionals); a zero modtime
 		// sends no Last-Modified, since URIs are immutable anyway.
+		spec.set(w.Header())
+		h.setWriteDeadline(w)
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj.Data))
 		return
 	}
-	// The common case, written directly: headers and body leave in one
-	// write, where ServeContent's io.Copy costs a second syscall.
-	hd["Accept-Ranges"] = acceptRangesBytes
-	hd["Content-Length"] = []string{itoa(len(obj.Data))}
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write(obj.Data)
-	}
+	spec.ranges = true
+	h.writeOK(w, r, spec, &obj.heads[0], obj.Data)
 }
 
 // awaitHinted holds a request for the preload-hinted part until the part is
@@ -432,18 +409,8 @@ func (h *Handler) holdFailed(w http.ResponseWriter, r *http.Request, err error, 
 	httpError(w, http.StatusServiceUnavailable, noStore, why)
 }
 
-// setWriteDeadline sets the write deadline of the response, looking for the
-// method the way http.ResponseController does, without allocating one.
+// setWriteDeadline bounds writing the answer. Answers over h1's fast path
+// skip it: h1 bounds each answer's writes itself.
 func (h *Handler) setWriteDeadline(w http.ResponseWriter) {
-	for {
-		switch t := w.(type) {
-		case interface{ SetWriteDeadline(time.Time) error }:
-			_ = t.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
-			return
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = t.Unwrap()
-		default:
-			return
-		}
-	}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
 }

@@ -15,9 +15,9 @@ type Snapshot struct {
 	created time.Time
 
 	full, delta rendering
-	// fields are the header blocks of the fast path (WritePrerendered), by
-	// [gzip][long Cache-Control].
-	fields [2][2]fieldCache
+	// heads are its answers' header blocks for the fast path
+	// (WritePrerendered), by [gzip][long Cache-Control].
+	heads [2][2]fieldCache
 }
 
 type rendering struct {
@@ -59,9 +59,9 @@ func (s *Snapshot) Bytes(delta, gz bool) ([]byte, error) {
 	return r.gz, nil
 }
 
-// heads returns the header block cache of one kind of answer.
-func (s *Snapshot) heads(gz, long bool) *fieldCache {
-	return &s.fields[b2i(gz)][b2i(long)]
+// headsFor returns the header block cache of one kind of answer.
+func (s *Snapshot) headsFor(gz, long bool) *fieldCache {
+	return &s.heads[b2i(gz)][b2i(long)]
 }
 
 // TargetDuration as a time.Duration.
