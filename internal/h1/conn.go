@@ -24,8 +24,9 @@ const (
 	// costs a runtime timer update, so one is only moved when it would fire
 	// within slack of the wanted time.
 	slack = time.Second
-	// lingerTime bounds lingerClose.
-	lingerTime = 500 * time.Millisecond
+	// lingerTime and lingerBytes bound lingerClose.
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 8 << 20
 	// fastGap: a client whose request followed our last answer within
 	// fastGap is expected to do so again, and its next wait skips the recv
 	// that would find nothing (see readIdle). An LL-HLS player asks for the
@@ -387,10 +388,15 @@ func (c *conn) lingerClose() {
 		tc.CloseWrite()
 	}
 	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
-	for range 64 {
-		if _, err := c.nc.Read(c.buf[:cap(c.buf)]); err != nil {
+	// Bounded by bytes, not reads: a refused upload still streaming (an
+	// ingest past the origin's probe limit) sends megabytes in that time,
+	// and 64 reads of a 4 KiB buffer left most of them unread.
+	for n := 0; n < lingerBytes; {
+		m, err := c.nc.Read(c.buf[:cap(c.buf)])
+		if err != nil {
 			return
 		}
+		n += m
 	}
 }
 
