@@ -13,7 +13,8 @@
 # Server), EDGE_AMPHI (the edge's binary, default AMPHI), EDGE_BASE (a second
 # edge binary measured as "edge-base"), VARNISH_OPTS (more varnishd arguments,
 # e.g. "-p rush_exponent=3"), WARMUP (an unrecorded first point, default 10s;
-# 0: none), KEEP=1 (keep the work directory).
+# 0: none), ROUNDS (how many times each point runs, default 1; with more, a
+# table of medians comes first), KEEP=1 (keep the work directory).
 # Needs go, curl, jq, nginx and, when in TARGETS, varnish and trafficserver
 # (installed with apt-get when missing).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
@@ -25,6 +26,7 @@ PRESET=${PRESET:-low}
 DURATION=${DURATION:-20s}
 RAMP=${RAMP:-5s}
 MIX=${MIX:-ll=0.8,hint=0.1,legacy=0.1}
+ROUNDS=${ROUNDS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf 'loadtest.sh: %s\n' "$*" >&2; }
@@ -407,21 +409,21 @@ point() {
 	[ "$target" = ats ] && url=$ATS_URL cache_pid=$ATS_PID
 	[ "$target" = edge ] && url=$EDGE_URL cache_pid=$EDGE_PID edge_port=$EDGE_PORT
 	[ "$target" = edge-base ] && url=$BASE_URL cache_pid=$BASE_PID edge_port=$BASE_PORT
-	log "$target, $n listeners, $DURATION (ramp $RAMP)"
+	log "$target, $n listeners, $DURATION (ramp $RAMP), round $round of $ROUNDS"
 	sleep 2 # let the previous point's connections close
 	o0=$(cpu_ticks "$ORIGIN_PID"); g0=$(cpu_ticks "$cache_pid")
 	up0=$(upstream_count "$target" "$edge_port")
 	reset_peak "$ORIGIN_PID"; reset_peak "$cache_pid"
-	json=$WORK/$target-$n.json
+	json=$WORK/$target-$n-$round.json
 	status=0
 	"$AMPHI" loadtest "$url" --listeners "$n" --duration "$DURATION" --ramp "$RAMP" --mix "$MIX" \
-		--json "$json" >"$WORK/$target-$n.txt" 2>"$WORK/$target-$n.progress" || status=$?
+		--json "$json" >"$WORK/$target-$n-$round.txt" 2>"$WORK/$target-$n-$round.progress" || status=$?
 	o1=$(cpu_ticks "$ORIGIN_PID"); g1=$(cpu_ticks "$cache_pid")
 	load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine shows here
 	[ "$target" = ats ] && sleep 6 # ATS adds its threads' counts to its stats every 5 s
 	up1=$(upstream_count "$target" "$edge_port")
 	if [ ! -s "$json" ]; then
-		log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n.progress" >&2
+		log "loadtest failed (exit $status):"; tail -5 "$WORK/$target-$n-$round.progress" >&2
 		return
 	fi
 	elapsed=$(jq .elapsed_s "$json")
@@ -450,6 +452,12 @@ point() {
 		  .total.errors_total, (.total.requests_per_s.total | floor), $orps,
 		  $ocpu, $orss, $ncpu, $nrss, $uspart,
 		  "\(.generator.cpu_s) (\(.generator.cores))", $load ] | @tsv' "$json" >>"$ROWS.$target"
+	# For the medians: target, N, p50, p99, TTFA p99, stalls, errors, µs/part, generator CPU-s.
+	jq -r --arg target "$target" --arg uspart "$us_part" '
+		[ $target, .listeners,
+		  (.total.part_latency.p50_ms // "-"), (.total.part_latency.p99_ms // "-"),
+		  (.total.time_to_first_audio.p99_ms // "-"), .total.stalls, .total.errors_total,
+		  $uspart, .generator.cpu_s ] | @tsv' "$json" >>"$WORK/raw.$target"
 }
 
 # The origin, nginx and the edges are measured N by N, each N's points back
@@ -464,19 +472,67 @@ light=() heavy=()
 for target in $TARGETS; do
 	case $target in varnish | ats) heavy+=("$target") ;; *) light+=("$target") ;; esac
 done
+# With ROUNDS > 1 the whole sequence repeats, the rotation carrying on, so
+# each column takes each place in the order in turn.
 i=0
-for n in $LISTENERS; do
-	for k in "${!light[@]}"; do
-		point "${light[$(((k + i) % ${#light[@]}))]}" "$n"
+for round in $(seq "$ROUNDS"); do
+	for n in $LISTENERS; do
+		for k in "${!light[@]}"; do
+			point "${light[$(((k + i) % ${#light[@]}))]}" "$n"
+		done
+		i=$((i + 1))
 	done
-	i=$((i + 1))
 done
 for target in "${heavy[@]}"; do
-	for n in $LISTENERS; do point "$target" "$n"; done
+	for round in $(seq "$ROUNDS"); do
+		for n in $LISTENERS; do point "$target" "$n"; done
+	done
 done
 for target in $TARGETS; do
-	[ -f "$ROWS.$target" ] && cat "$ROWS.$target" >>"$ROWS"
+	[ -f "$ROWS.$target" ] && sort -s -t$'\t' -k2,2n "$ROWS.$target" >>"$ROWS"
 done
+
+# medians: per target and N, the median of each figure over the rounds
+# (the lower middle one for an even count), with the p99's range and the
+# largest stall count beside it.
+if [ "$ROUNDS" -gt 1 ]; then
+	echo "Medians over $ROUNDS rounds:"
+	echo
+	echo "| target | N | part p50 ms | part p99 ms | p99 min | p99 max | TTFA p99 ms | stalls (max) | errors (sum) | server CPU µs/part | generator CPU-s |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for target in $TARGETS; do
+		[ -f "$WORK/raw.$target" ] || continue
+		sort -s -t$'\t' -k2,2n "$WORK/raw.$target" | awk -F'\t' '
+			function med(col,   k, n, v, i, j, t) {
+				n = 0
+				for (k = 1; k <= cnt[key]; k++) { x = val[key, k, col]; if (x != "-") v[++n] = x + 0 }
+				if (n == 0) return "-"
+				for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+				return v[int((n + 1) / 2)]
+			}
+			function ext(col, hi,   k, x, r) {
+				r = ""
+				for (k = 1; k <= cnt[key]; k++) {
+					x = val[key, k, col]; if (x == "-") continue
+					if (r == "" || (hi && x + 0 > r + 0) || (!hi && x + 0 < r + 0)) r = x
+				}
+				return r == "" ? "-" : r
+			}
+			{ key = $1 SUBSEP $2; if (!(key in cnt)) order[++nk] = key
+			  cnt[key]++; for (c = 1; c <= NF; c++) val[key, cnt[key], c] = $c; tgt[key] = $1; lis[key] = $2 }
+			END {
+				for (o = 1; o <= nk; o++) {
+					key = order[o]; errs = 0
+					for (k = 1; k <= cnt[key]; k++) errs += val[key, k, 7]
+					printf "| %s | %s | %s | %s | %s | %s | %s | %s (%s) | %d | %s | %s |\n", tgt[key], lis[key],
+						med(3), med(4), ext(4, 0), ext(4, 1), med(5), med(6), ext(6, 1), errs, med(8), med(9)
+				}
+			}'
+	done
+	echo
+	echo "Every point:"
+	echo
+fi
 
 echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | errors | req/s | origin req/s | origin CPU-s | origin peak RSS MiB | cache CPU-s | cache peak RSS MiB | server CPU µs/part | generator CPU-s (cores) | load avg |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
