@@ -452,12 +452,6 @@ point() {
 		  .total.errors_total, (.total.requests_per_s.total | floor), $orps,
 		  $ocpu, $orss, $ncpu, $nrss, $uspart,
 		  "\(.generator.cpu_s) (\(.generator.cores))", $load ] | @tsv' "$json" >>"$ROWS.$target"
-	# For the medians: target, N, p50, p99, TTFA p99, stalls, errors, µs/part, generator CPU-s.
-	jq -r --arg target "$target" --arg uspart "$us_part" '
-		[ $target, .listeners,
-		  (.total.part_latency.p50_ms // "-"), (.total.part_latency.p99_ms // "-"),
-		  (.total.time_to_first_audio.p99_ms // "-"), .total.stalls, .total.errors_total,
-		  $uspart, .generator.cpu_s ] | @tsv' "$json" >>"$WORK/raw.$target"
 }
 
 # The origin, nginx and the edges are measured N by N, each N's points back
@@ -500,35 +494,35 @@ if [ "$ROUNDS" -gt 1 ]; then
 	echo
 	echo "| target | N | part p50 ms | part p99 ms | p99 min | p99 max | TTFA p99 ms | stalls (max) | errors (sum) | server CPU µs/part | generator CPU-s |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	for target in $TARGETS; do
-		[ -f "$WORK/raw.$target" ] || continue
-		sort -s -t$'\t' -k2,2n "$WORK/raw.$target" | awk -F'\t' '
-			function med(col,   k, n, v, i, j, t) {
-				n = 0
-				for (k = 1; k <= cnt[key]; k++) { x = val[key, k, col]; if (x != "-") v[++n] = x + 0 }
-				if (n == 0) return "-"
-				for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
-				return v[int((n + 1) / 2)]
+	# From the rows: 3 p50, 4 p99, 5 TTFA p99, 6 stalls ("N (x%)"), 7 errors,
+	# 14 µs/part, 15 generator CPU-s ("s (cores)").
+	awk -F'\t' '
+		function med(col,   k, n, v, i, j, t, x) {
+			n = 0
+			for (k = 1; k <= cnt[key]; k++) { x = val[key, k, col]; if (x != "-") v[++n] = x + 0 }
+			if (n == 0) return "-"
+			for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+			return v[int((n + 1) / 2)]
+		}
+		function ext(col, hi,   k, x, r) {
+			r = ""
+			for (k = 1; k <= cnt[key]; k++) {
+				x = val[key, k, col]; if (x == "-") continue
+				if (r == "" || (hi && x + 0 > r + 0) || (!hi && x + 0 < r + 0)) r = x
 			}
-			function ext(col, hi,   k, x, r) {
-				r = ""
-				for (k = 1; k <= cnt[key]; k++) {
-					x = val[key, k, col]; if (x == "-") continue
-					if (r == "" || (hi && x + 0 > r + 0) || (!hi && x + 0 < r + 0)) r = x
-				}
-				return r == "" ? "-" : r
+			return r == "" ? "-" : r
+		}
+		{ sub(/ .*/, "", $6); sub(/ .*/, "", $15)
+		  key = $1 SUBSEP $2; if (!(key in cnt)) order[++nk] = key
+		  cnt[key]++; for (c = 1; c <= NF; c++) val[key, cnt[key], c] = $c; tgt[key] = $1; lis[key] = $2 }
+		END {
+			for (o = 1; o <= nk; o++) {
+				key = order[o]; errs = 0
+				for (k = 1; k <= cnt[key]; k++) errs += val[key, k, 7]
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s (%s) | %d | %s | %s |\n", tgt[key], lis[key],
+					med(3), med(4), ext(4, 0), ext(4, 1), med(5), med(6), ext(6, 1), errs, med(14), med(15)
 			}
-			{ key = $1 SUBSEP $2; if (!(key in cnt)) order[++nk] = key
-			  cnt[key]++; for (c = 1; c <= NF; c++) val[key, cnt[key], c] = $c; tgt[key] = $1; lis[key] = $2 }
-			END {
-				for (o = 1; o <= nk; o++) {
-					key = order[o]; errs = 0
-					for (k = 1; k <= cnt[key]; k++) errs += val[key, k, 7]
-					printf "| %s | %s | %s | %s | %s | %s | %s | %s (%s) | %d | %s | %s |\n", tgt[key], lis[key],
-						med(3), med(4), ext(4, 0), ext(4, 1), med(5), med(6), ext(6, 1), errs, med(8), med(9)
-				}
-			}'
-	done
+		}' "$ROWS"
 	echo
 	echo "Every point:"
 	echo
