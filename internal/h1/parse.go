@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bytes"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,30 +22,32 @@ func badRequest(msg string) error { return &requestError{http.StatusBadRequest, 
 // parse fills c.req from head (a complete request head, blank line
 // included) and reports whether the client allows keep-alive.
 func (c *conn) parse(head []byte) (keep bool, err error) {
-	// One string for the whole head: every field below is a substring of it.
-	s := string(head)
-
-	line, rest, _ := strings.Cut(s, "\n")
-	line = strings.TrimSuffix(line, "\r")
-	method, line, ok1 := strings.Cut(line, " ")
-	target, proto, ok2 := strings.Cut(line, " ")
-	if !ok1 || !ok2 || method == "" || target == "" {
+	// The target and every header line are strings from the server's
+	// intern table (nearly always there already); every field below is a
+	// substring of one of them.
+	line, rest, _ := bytes.Cut(head, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	methodB, line, ok1 := bytes.Cut(line, []byte(" "))
+	targetB, protoB, ok2 := bytes.Cut(line, []byte(" "))
+	if !ok1 || !ok2 || len(methodB) == 0 || len(targetB) == 0 {
 		return false, badRequest("malformed request line")
 	}
+	method := internMethod(methodB)
 	if !isToken(method) {
 		return false, badRequest("invalid method")
 	}
-	major, minor, ok := parseProto(proto)
+	major, minor, ok := parseProto(protoB)
 	if !ok {
 		return false, badRequest("malformed HTTP version")
 	}
 	if major != 1 {
 		return false, &requestError{http.StatusHTTPVersionNotSupported, "only HTTP/1.0 and HTTP/1.1 are served here"}
 	}
+	target := c.srv.intern.get(targetB)
 
 	c.req = c.tmpl
 	req := &c.req
-	req.Method = internMethod(method)
+	req.Method = method
 	req.Proto = "HTTP/1.1"
 	if minor == 0 {
 		req.Proto = "HTTP/1.0"
@@ -69,11 +72,13 @@ func (c *conn) parse(head []byte) (keep bool, err error) {
 	}
 
 	for {
-		line, rest, _ = strings.Cut(rest, "\n")
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
+		var lineB []byte
+		lineB, rest, _ = bytes.Cut(rest, []byte("\n"))
+		lineB = bytes.TrimSuffix(lineB, []byte("\r"))
+		if len(lineB) == 0 {
 			break
 		}
+		line := c.srv.intern.get(lineB)
 		if line[0] == ' ' || line[0] == '\t' {
 			return false, badRequest("obsolete line folding in header")
 		}
@@ -229,32 +234,33 @@ func hasSchemePrefix(s string) bool {
 	return len(s) > 8 && (strings.EqualFold(s[:7], "http://") || strings.EqualFold(s[:8], "https://"))
 }
 
-func parseProto(p string) (major, minor int, ok bool) {
-	switch p {
-	case "HTTP/1.1":
+func parseProto(p []byte) (major, minor int, ok bool) {
+	switch {
+	case string(p) == "HTTP/1.1":
 		return 1, 1, true
-	case "HTTP/1.0":
+	case string(p) == "HTTP/1.0":
 		return 1, 0, true
 	}
-	if len(p) != 8 || !strings.HasPrefix(p, "HTTP/") || p[6] != '.' ||
+	if len(p) != 8 || !bytes.HasPrefix(p, []byte("HTTP/")) || p[6] != '.' ||
 		p[5] < '0' || p[5] > '9' || p[7] < '0' || p[7] > '9' {
 		return 0, 0, false
 	}
 	return int(p[5] - '0'), int(p[7] - '0'), true
 }
 
-func internMethod(m string) string {
-	switch m {
-	case http.MethodGet:
+// internMethod returns the common methods as constants, without allocating.
+func internMethod(m []byte) string {
+	switch {
+	case string(m) == http.MethodGet:
 		return http.MethodGet
-	case http.MethodHead:
+	case string(m) == http.MethodHead:
 		return http.MethodHead
-	case http.MethodOptions:
+	case string(m) == http.MethodOptions:
 		return http.MethodOptions
-	case http.MethodPost:
+	case string(m) == http.MethodPost:
 		return http.MethodPost
 	}
-	return m
+	return string(m)
 }
 
 func hasToken(values []string, token string) bool {

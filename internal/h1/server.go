@@ -13,11 +13,13 @@
 // h1 keeps the standard handler interface and owns only the connection: one
 // goroutine per connection; the Request, its URL and Header map, and the
 // ResponseWriter are reused from request to request on a connection; the
-// request head is parsed from one string; headers and a body of known length
-// leave in one write (writev when the body is large), and a short answer is
-// sent inside the connection's next read, which then skips the recv that
-// would find nothing (conn.readIdle); deadlines are only moved when they
-// would otherwise fire early. Handlers must not keep the
+// request target and header lines are strings from an intern table that
+// all connections share (listeners of a broadcast repeat each other's
+// requests), so parsing a request allocates nothing; headers and a body of
+// known length leave in one write (writev when the body is large), and a
+// short answer is sent inside the connection's next read, which then skips
+// the recv that would find nothing (conn.readIdle); deadlines are only
+// moved when they would otherwise fire early. Handlers must not keep the
 // Request or ResponseWriter after they return (net/http forbids it too).
 //
 // What it leaves out: HTTP/2, TLS (terminate it in front, or use net/http),
@@ -65,6 +67,7 @@ type Server struct {
 	Logger *slog.Logger
 
 	initOnce sync.Once
+	intern   *internTable
 	sem      chan struct{}
 	quit     chan struct{} // closed when Shutdown or Close begins
 
@@ -114,6 +117,7 @@ func (s *Server) init() {
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
 		s.quit = make(chan struct{})
+		s.intern = newInternTable()
 	})
 }
 
