@@ -14,7 +14,9 @@
 # edge binary measured as "edge-base"), VARNISH_OPTS (more varnishd arguments,
 # e.g. "-p rush_exponent=3"), WARMUP (an unrecorded first point, default 10s;
 # 0: none), ROUNDS (how many times each point runs, default 1; with more, a
-# table of medians comes first), KEEP=1 (keep the work directory).
+# table of medians comes first), PROCS (GOMAXPROCS for amphi's processes,
+# default 1; 0 leaves Go's default of one per CPU), KEEP=1 (keep the work
+# directory).
 # Needs go, curl, jq, nginx and, when in TARGETS, varnish and trafficserver
 # (installed with apt-get when missing).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
@@ -27,6 +29,7 @@ DURATION=${DURATION:-20s}
 RAMP=${RAMP:-5s}
 MIX=${MIX:-ll=0.8,hint=0.1,legacy=0.1}
 ROUNDS=${ROUNDS:-1}
+PROCS=${PROCS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf 'loadtest.sh: %s\n' "$*" >&2; }
@@ -58,6 +61,13 @@ if [ -z "${AMPHI:-}" ]; then
 	(cd "$ROOT" && go build -o "$AMPHI" ./cmd/amphi)
 fi
 "$AMPHI" loadtest --help >/dev/null 2>&1 || { log "$AMPHI has no loadtest command"; exit 1; }
+# One P for each amphi process (origin, edges, generator), as nginx runs one
+# worker: the server under test and the generator then each have about one
+# of the machine's cores. With Go's default, every process starts a P per
+# CPU, and on two CPUs four busy Ps contend: the runtime's spinning and
+# hand-offs cost 10-15 % more CPU per part, and at 5,000 listeners that
+# tipped both over into stalls (bench/README.md).
+if [ "$PROCS" != 0 ]; then export GOMAXPROCS=$PROCS; fi
 
 free_port() {
 	local p
@@ -532,4 +542,4 @@ echo "| target | N | part p50 ms | part p99 ms | TTFA p99 ms | stalls (time) | e
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 sed 's/\t/ | /g; s/^/| /; s/$/ |/' "$ROWS"
 echo
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); points of $DURATION, ramp $RAMP, mix $MIX; CPU-s over each point"
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); points of $DURATION, ramp $RAMP, mix $MIX; GOMAXPROCS ${GOMAXPROCS:-default} for amphi; CPU-s over each point"
