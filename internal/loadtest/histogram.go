@@ -166,3 +166,13 @@ func (s *histSnapshot) stats() Stats {
 		Max:   ms(s.max),
 	}
 }
+
+// statsOrNil is stats, or nil for an empty histogram (a figure left out of
+// the report).
+func (s *histSnapshot) statsOrNil() *Stats {
+	if s.count == 0 {
+		return nil
+	}
+	st := s.stats()
+	return &st
+}

@@ -303,6 +303,9 @@ func (l *listener) gotMedia(s, e int64, held time.Time, catchUp bool) {
 	l.maybeStart(held, !catchUp)
 	if !catchUp && !l.untimed {
 		l.g.latency.Record(time.Duration(now - e))
+		if now >= l.r.rampEnd {
+			l.g.steady.Record(time.Duration(now - e))
+		}
 	}
 	l.syncStalls()
 }

@@ -90,6 +90,7 @@ type group struct {
 	resyncs   atomic.Int64 // listeners that fell out of the window and rejoined live
 
 	latency *Histogram // part (ll, hint) or segment (legacy) delivery latency
+	steady  *Histogram // the same, for media held once the ramp was over
 	ttfa    *Histogram // join to first audio
 	wait    *Histogram // blocking playlist request: sent to answered
 
@@ -104,7 +105,7 @@ type group struct {
 }
 
 func newGroup() *group {
-	return &group{latency: newHistogram(), ttfa: newHistogram(), wait: newHistogram()}
+	return &group{latency: newHistogram(), steady: newHistogram(), ttfa: newHistogram(), wait: newHistogram()}
 }
 
 func (g *group) errorCount() int64 {

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -85,6 +86,8 @@ func TestAgainstOrigin(t *testing.T) {
 			}
 			require.NotNil(t, g.PartLatency)
 			require.Greater(t, g.PartLatency.Count, int64(8*10))
+			// No ramp: every part counts as after it too.
+			require.Equal(t, g.PartLatency, g.PartLatencyAfterRamp)
 			require.Less(t, g.PartLatency.P99, 1000.0)
 			require.Greater(t, g.PartLatency.P50, -100.0)
 			require.Less(t, g.PlaylistWait.P50, 400.0)
@@ -92,4 +95,26 @@ func TestAgainstOrigin(t *testing.T) {
 			require.Positive(t, rep.Stream.CanSkipUntilS)
 		})
 	}
+}
+
+// TestLatencyAfterRamp: parts held while listeners still join are left out
+// of the after-the-ramp latency, and the rest are in it.
+func TestLatencyAfterRamp(t *testing.T) {
+	t.Parallel()
+	url := startOrigin(t)
+	waitSegments(t, strings.TrimSuffix(url, "index.m3u8")+"audio.m3u8", 1)
+	rep, err := Run(context.Background(), Config{URL: url, Listeners: 6, Duration: 4 * time.Second,
+		Ramp: 2 * time.Second, Mix: Mix{LL: 1}})
+	require.NoError(t, err)
+	all, after := rep.Total.PartLatency, rep.Total.PartLatencyAfterRamp
+	require.NotNil(t, all)
+	require.NotNil(t, after)
+	// Half the run is ramp, and the early joiners get parts in it.
+	require.Positive(t, after.Count)
+	require.Less(t, after.Count, all.Count)
+	require.LessOrEqual(t, after.Max, all.Max)
+	require.Nil(t, rep.Total.SegmentLatencyAfterRamp)
+	var b strings.Builder
+	rep.WriteText(&b)
+	require.Contains(t, b.String(), "after the ramp")
 }

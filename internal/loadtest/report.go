@@ -61,6 +61,11 @@ type GroupReport struct {
 	PartLatency *Stats `json:"part_latency,omitempty"`
 	// SegmentLatency is the same for whole segments (legacy listeners).
 	SegmentLatency *Stats `json:"segment_latency,omitempty"`
+	// PartLatencyAfterRamp and SegmentLatencyAfterRamp count only media
+	// held after the last listener joined: the steady state, without the
+	// joins' connection set-up competing for the server.
+	PartLatencyAfterRamp    *Stats `json:"part_latency_after_ramp,omitempty"`
+	SegmentLatencyAfterRamp *Stats `json:"segment_latency_after_ramp,omitempty"`
 	// TimeToFirstAudio runs from a listener's first request to holding its
 	// first media (init section included).
 	TimeToFirstAudio Stats `json:"time_to_first_audio"`
@@ -159,6 +164,7 @@ func (r *runner) report(elapsed, user, sys time.Duration, maxRSSKiB int64) *Repo
 	var totalStatus [600]int64
 	var totalErrs [nErrKinds]int64
 	parts, segs, ttfa, wait := &histSnapshot{}, &histSnapshot{}, &histSnapshot{}, &histSnapshot{}
+	steadyParts, steadySegs := &histSnapshot{}, &histSnapshot{}
 	for b, g := range r.groups {
 		gr, reqs, status, errs := g.report(Behaviour(b), secs)
 		if gr.Listeners > 0 || r.cfg.Mix[b] > 0 {
@@ -184,20 +190,17 @@ func (r *runner) report(elapsed, user, sys time.Duration, maxRSSKiB int64) *Repo
 		}
 		if Behaviour(b) == Legacy {
 			segs.merge(g.latency.snapshot())
+			steadySegs.merge(g.steady.snapshot())
 		} else {
 			parts.merge(g.latency.snapshot())
+			steadyParts.merge(g.steady.snapshot())
 		}
 		ttfa.merge(g.ttfa.snapshot())
 		wait.merge(g.wait.snapshot())
 	}
-	if parts.count > 0 {
-		st := parts.stats()
-		total.PartLatency = &st
-	}
-	if segs.count > 0 {
-		st := segs.stats()
-		total.SegmentLatency = &st
-	}
+	total.PartLatency, total.SegmentLatency = parts.statsOrNil(), segs.statsOrNil()
+	total.PartLatencyAfterRamp = steadyParts.statsOrNil()
+	total.SegmentLatencyAfterRamp = steadySegs.statsOrNil()
 	total.TimeToFirstAudio, total.PlaylistWait = ttfa.stats(), wait.stats()
 	fillCounts(total, totalReqs, &totalStatus, totalErrs, secs)
 	total.StalledS, total.ListenedS = round(total.StalledS, 3), round(total.ListenedS, 3)
@@ -239,13 +242,12 @@ func (g *group) report(b Behaviour, secs float64) (*GroupReport, [nKinds]int64, 
 	if gr.ListenedS > 0 {
 		gr.StallRatio = round(gr.StalledS/gr.ListenedS, 6)
 	}
-	if lat := g.latency.snapshot(); lat.count > 0 {
-		st := lat.stats()
-		if b == Legacy {
-			gr.SegmentLatency = &st
-		} else {
-			gr.PartLatency = &st
-		}
+	if b == Legacy {
+		gr.SegmentLatency = g.latency.snapshot().statsOrNil()
+		gr.SegmentLatencyAfterRamp = g.steady.snapshot().statsOrNil()
+	} else {
+		gr.PartLatency = g.latency.snapshot().statsOrNil()
+		gr.PartLatencyAfterRamp = g.steady.snapshot().statsOrNil()
 	}
 	gr.TimeToFirstAudio = g.ttfa.snapshot().stats()
 	gr.PlaylistWait = g.wait.snapshot().stats()
@@ -355,7 +357,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintln(tw, "all\t")
 	row("listeners (playing)", func(g *GroupReport) string { return fmt.Sprintf("%d (%d)", g.Listeners, g.Playing) })
 	row("part latency p50/p90/p99/max ms", func(g *GroupReport) string { return quartet(g.PartLatency) })
+	row("  after the ramp", func(g *GroupReport) string { return quartet(g.PartLatencyAfterRamp) })
 	row("segment latency p50/p90/p99/max ms", func(g *GroupReport) string { return quartet(g.SegmentLatency) })
+	row("  after the ramp", func(g *GroupReport) string { return quartet(g.SegmentLatencyAfterRamp) })
 	row("time to first audio p50/p90/p99/max ms", func(g *GroupReport) string { return quartet(&g.TimeToFirstAudio) })
 	row("blocking playlist wait p50/p90/p99/max ms", func(g *GroupReport) string { return quartet(&g.PlaylistWait) })
 	row("requests/s", func(g *GroupReport) string { return fmt.Sprintf("%.1f", g.RequestsPerSec["total"]) })

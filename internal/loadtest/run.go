@@ -38,6 +38,9 @@ type runner struct {
 	groups [nBehaviours]*group
 	start  time.Time
 	end    time.Time
+	// rampEnd (unix nanoseconds) is when the last listener joins: media
+	// held from then on also counts as after the ramp.
+	rampEnd int64
 }
 
 // streamInfo is what the probe learnt about the stream.
@@ -81,6 +84,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	userStart, sysStart, _ := cpuTime()
 	r.start = time.Now()
 	r.end = r.start.Add(cfg.Duration)
+	r.rampEnd = r.start.Add(cfg.Ramp).UnixNano()
 	runCtx, cancel := context.WithDeadline(ctx, r.end)
 	defer cancel()
 
