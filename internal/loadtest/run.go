@@ -38,8 +38,9 @@ type runner struct {
 	groups [nBehaviours]*group
 	start  time.Time
 	end    time.Time
-	// rampEnd (unix nanoseconds) is when the last listener joins: media
-	// held from then on also counts as after the ramp.
+	// rampEnd (unix nanoseconds) is the end of the ramp, by which every
+	// listener has joined: media held from then on also counts as after
+	// the ramp.
 	rampEnd int64
 }
 
