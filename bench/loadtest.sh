@@ -72,10 +72,10 @@ fi
 if [ "$PROCS" != 0 ]; then export GOMAXPROCS=$PROCS; fi
 # PIN=1: the servers (origin, caches, edges) run on the first half of the
 # CPUs this script may use and the generator on the other half, as if on
-# machines of their own. Left to the kernel, the server and the generator
-# at times shared one core, and each then woke for nearly every message:
-# 7,300 epoll waits a second in the edge against 440 pinned, and 40 % more
-# generator CPU for the same requests (bench/README.md, "Pinned CPUs").
+# machines of their own. Unpinned, the edge once made 7,300 epoll waits a
+# second against 440 pinned, and the generator spent 40 % more CPU on the
+# same requests: most likely the two shared one core at times, each waking
+# for nearly every message (bench/README.md, "Pinned CPUs").
 SRV=() GEN=() pinned="not pinned"
 if [ "$PIN" = 1 ]; then
 	need taskset util-linux
