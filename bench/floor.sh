@@ -9,7 +9,12 @@
 #   bench/floor.sh                              # N = 2000 5000, 15 s each
 #   LISTENERS="500 2000 5000" DURATION=20s PIN=0 bench/floor.sh
 #
+# Each N runs each server in SERVERS: "loop" (one epoll thread) and
+# "goroutines" (a goroutine per connection over Go's poller, as amphi's h1
+# server runs), against the same epoll listeners.
+#
 # Environment: LISTENERS, DURATION, RAMP (latency is recorded after it),
+# SERVERS (default "loop goroutines"),
 # PIN (1, the default: server on the first half of the CPUs, listeners on
 # the other half; 0: wherever the kernel puts them), FLOOR (a built
 # bench/floor binary; default: go build). Listens on 127.0.0.1 only.
@@ -19,6 +24,7 @@ LISTENERS=${LISTENERS:-"2000 5000"}
 DURATION=${DURATION:-15s}
 RAMP=${RAMP:-5s}
 PIN=${PIN:-1}
+SERVERS=${SERVERS:-"loop goroutines"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 WORK=$(mktemp -d)
@@ -57,13 +63,21 @@ free_port() {
 }
 
 for n in $LISTENERS; do
-	port=$(free_port)
-	"${SRV[@]}" "$FLOOR" -serve "127.0.0.1:$port" >"$WORK/server.out" &
-	SERVER=$!
-	for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-	echo "N=$n $("${GEN[@]}" "$FLOOR" -connect "127.0.0.1:$port" -conns "$n" -duration "$DURATION" -ramp "$RAMP")"
-	kill -INT "$SERVER"
-	wait "$SERVER" || true
-	SERVER=
-	echo "N=$n $(cat "$WORK/server.out")"
+	for mode in $SERVERS; do
+		args=()
+		case $mode in
+		loop) ;;
+		goroutines) args=(-goroutines) ;;
+		*) echo "floor.sh: unknown server $mode" >&2; exit 1 ;;
+		esac
+		port=$(free_port)
+		"${SRV[@]}" "$FLOOR" -serve "127.0.0.1:$port" "${args[@]}" >"$WORK/server.out" &
+		SERVER=$!
+		for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+		echo "N=$n $mode $("${GEN[@]}" "$FLOOR" -connect "127.0.0.1:$port" -conns "$n" -duration "$DURATION" -ramp "$RAMP")"
+		kill -INT "$SERVER"
+		wait "$SERVER" || true
+		SERVER=
+		echo "N=$n $mode $(cat "$WORK/server.out")"
+	done
 done

@@ -15,8 +15,11 @@
 //	floor -serve 127.0.0.1:18990 &
 //	floor -connect 127.0.0.1:18990 -conns 5000 -duration 15s
 //
-// bench/floor.sh pins the two as bench/loadtest.sh pins a server and the
-// generator, and prints both reports.
+// With -goroutines the server runs a goroutine per connection over Go's
+// poller instead, as amphi's h1 server does, to show what that model costs
+// apart from HTTP and LL-HLS. bench/floor.sh pins the two sides as
+// bench/loadtest.sh pins a server and the generator, runs both servers,
+// and prints the reports.
 package main
 
 import (
@@ -24,6 +27,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -41,6 +45,7 @@ import (
 
 func main() {
 	serveAddr := flag.String("serve", "", "listen on this address and answer until interrupted")
+	goroutines := flag.Bool("goroutines", false, "serve with a goroutine per connection over Go's poller, as amphi's h1 does, instead of one epoll loop")
 	connect := flag.String("connect", "", "the server's address, for the listeners")
 	conns := flag.Int("conns", 2000, "listeners (one connection each)")
 	duration := flag.Duration("duration", 15*time.Second, "how long the listeners listen")
@@ -54,16 +59,26 @@ func main() {
 	var err error
 	switch {
 	case *serveAddr != "":
-		var lfd int
-		if lfd, _, err = listen(*serveAddr); err != nil {
-			break
-		}
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		stop := make(chan struct{})
 		go func() { <-sig; close(stop) }()
 		var r serverReport
-		if r, err = serve(lfd, *period, *plSize, *partSize, stop); err == nil {
+		if *goroutines {
+			runtime.UnlockOSThread()
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", *serveAddr); err != nil {
+				break
+			}
+			r, err = serveGoroutines(ln, *period, *plSize, *partSize, stop)
+		} else {
+			var lfd int
+			if lfd, _, err = listen(*serveAddr); err != nil {
+				break
+			}
+			r, err = serve(lfd, *period, *plSize, *partSize, stop)
+		}
+		if err == nil {
 			fmt.Println(r)
 		}
 	case *connect != "":
