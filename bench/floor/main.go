@@ -47,6 +47,7 @@ func main() {
 	serveAddr := flag.String("serve", "", "listen on this address and answer until interrupted")
 	goroutines := flag.Bool("goroutines", false, "serve with a goroutine per connection over Go's poller, as amphi's h1 does, instead of one epoll loop")
 	connect := flag.String("connect", "", "the server's address, for the listeners")
+	hlsPath := flag.String("hls", "", "with -connect: follow this LL-HLS media playlist of an amphi origin or edge (e.g. /live/demo/audio.m3u8) instead of a floor server")
 	conns := flag.Int("conns", 2000, "listeners (one connection each)")
 	duration := flag.Duration("duration", 15*time.Second, "how long the listeners listen")
 	ramp := flag.Duration("ramp", 5*time.Second, "latency is only recorded after this much of the run")
@@ -83,7 +84,12 @@ func main() {
 		}
 	case *connect != "":
 		var r clientReport
-		if r, err = runClient(*connect, *conns, *duration, *ramp, *period); err == nil {
+		if *hlsPath != "" {
+			r, err = runHLSClient(*connect, *hlsPath, *conns, *duration, *ramp, *period)
+		} else {
+			r, err = runClient(*connect, *conns, *duration, *ramp, *period)
+		}
+		if err == nil {
 			fmt.Println(r)
 		}
 	default:
@@ -330,6 +336,7 @@ type cconn struct {
 	tick int64 // the part (tick) it is after
 	part bool  // waiting for the part (not the playlist)
 	req  []byte
+	got  []gotPart
 }
 
 var partReq = []byte("GET /p HTTP/1.1\r\nHost: floor\r\n\r\n")
@@ -366,16 +373,58 @@ func complete(buf []byte) int {
 }
 
 type clientReport struct {
+	hls                          bool // -hls: no tick to measure from
 	listeners, parts, late, errs int
-	p50, p99, max                time.Duration // after the ramp
+	p50, p99, max                time.Duration // after the ramp, from the tick (not with -hls)
+	spread50, spread99           time.Duration // after the ramp, from the first listener's copy
 	cpu                          float64       // seconds
 	wall                         time.Duration
 }
 
 func (r clientReport) String() string {
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	return fmt.Sprintf("client: %d listeners, parts %d, after the ramp p50 %.1f ms p99 %.1f ms max %.1f ms, %d more than a part late, errors %d, CPU %.2f s in %.1f s, %.1f µs per part",
-		r.listeners, r.parts, ms(r.p50), ms(r.p99), ms(r.max), r.late, r.errs, r.cpu, r.wall.Seconds(), r.cpu*1e6/float64(max(r.parts, 1)))
+	fromTick := ""
+	if !r.hls {
+		fromTick = fmt.Sprintf(" from the tick p50 %.1f ms p99 %.1f ms max %.1f ms,", ms(r.p50), ms(r.p99), ms(r.max))
+	}
+	return fmt.Sprintf("client: %d listeners, parts %d, after the ramp%s spread p50 %.1f ms p99 %.1f ms, %d more than a part late, errors %d, CPU %.2f s in %.1f s, %.1f µs per part",
+		r.listeners, r.parts, fromTick, ms(r.spread50), ms(r.spread99), r.late, r.errs, r.cpu, r.wall.Seconds(), r.cpu*1e6/float64(max(r.parts, 1)))
+}
+
+// spreadStats sets the spread figures: for each part a listener got after
+// warm, how long after the first listener to get that part. With -hls,
+// parts more than a period after the first copy count as late.
+func (r *clientReport) spreadStats(got [][]gotPart, warm time.Time, period time.Duration, countLate bool) {
+	first := map[int64]time.Time{}
+	for _, g := range got {
+		for _, p := range g {
+			if t, ok := first[p.key]; !ok || p.at.Before(t) {
+				first[p.key] = p.at
+			}
+		}
+	}
+	var d []time.Duration
+	for _, g := range got {
+		for _, p := range g {
+			if p.at.After(warm) {
+				s := p.at.Sub(first[p.key])
+				d = append(d, s)
+				if countLate && s > period {
+					r.late++
+				}
+			}
+		}
+	}
+	slices.Sort(d)
+	r.spread50, r.spread99 = quantile(d, 0.5), quantile(d, 0.99)
+}
+
+// quantile of sorted d; 0 when d is empty.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[int(q*float64(len(d)-1))]
 }
 
 // runClient runs n listeners against the server at addr for duration.
@@ -452,6 +501,7 @@ func runClient(addr string, n int, duration, ramp, period time.Duration) (client
 			} else {
 				now := time.Now()
 				r.parts++
+				c.got = append(c.got, gotPart{c.tick, now})
 				if now.After(warm) {
 					d := now.Sub(time.Unix(0, c.tick*int64(period)))
 					lat = append(lat, d)
@@ -469,12 +519,11 @@ func runClient(addr string, n int, duration, ramp, period time.Duration) (client
 	}
 	r.cpu, r.wall = cpuSeconds()-cpu0, time.Since(start)
 	slices.Sort(lat)
-	q := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[int(p*float64(len(lat)-1))]
+	r.p50, r.p99, r.max = quantile(lat, 0.5), quantile(lat, 0.99), quantile(lat, 1)
+	var got [][]gotPart
+	for _, c := range conns {
+		got = append(got, c.got)
 	}
-	r.p50, r.p99, r.max = q(0.5), q(0.99), q(1)
+	r.spreadStats(got, warm, period, false)
 	return r, nil
 }

@@ -4,8 +4,11 @@ package main
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/testorigin"
 )
 
 // TestFloor runs each server and a few listeners over loopback: every
@@ -98,5 +101,46 @@ func TestComplete(t *testing.T) {
 	}
 	if got := complete([]byte("HTTP/1.1 200 OK\r\n\r\n")); got != 0 {
 		t.Errorf("complete(no Content-Length) = %d, want 0", got)
+	}
+}
+
+// TestHLSClient follows a real amphi origin: every listener gets every
+// part in order, with no errors.
+func TestHLSClient(t *testing.T) {
+	base := testorigin.Start(t, "low", "floor")
+	addr := strings.TrimPrefix(base, "http://")
+	// The first playlist comes with the first segment, about a second in.
+	time.Sleep(2 * time.Second)
+	c, err := runHLSClient(addr, "/live/floor/audio.m3u8", 10, 3*time.Second, time.Second, 213*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(c)
+	// 3 s of 213 ms parts: about 14 each.
+	if c.errs != 0 || c.parts < 10*10 {
+		t.Errorf("%d parts with %d errors, want at least %d and none", c.parts, c.errs, 10*10)
+	}
+	if c.late != 0 {
+		t.Errorf("%d parts more than a part after the first listener's copy", c.late)
+	}
+}
+
+func TestHint(t *testing.T) {
+	session, msn, idx, err := hint([]byte("#EXTM3U\n#EXT-X-PART:DURATION=0.2,URI=\"ab12-7.3.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"ab12-7.4.m4s\"\n"))
+	if err != nil || string(session) != "ab12-" || msn != 7 || idx != 4 {
+		t.Errorf("hint = %q %d %d %v, want ab12- 7 4", session, msn, idx, err)
+	}
+	if got := string(partName(nil, session, 8, 0)); got != "ab12-8.0.m4s" {
+		t.Errorf("partName = %q", got)
+	}
+	for _, bad := range []string{
+		"#EXTM3U\n",
+		"#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part.m4s\"\n",
+		"#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"a-1.x.m4s\"\n",
+		"#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"a-1.2.m4s\n",
+	} {
+		if _, _, _, err := hint([]byte(bad)); err == nil {
+			t.Errorf("hint(%q): no error", bad)
+		}
 	}
 }

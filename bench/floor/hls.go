@@ -1,0 +1,234 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/amphi-live/amphi/internal/rawsock"
+)
+
+// The -hls client drives a real amphi origin or edge with the floor's
+// listeners: the same epoll loop and raw calls, and the two exchanges per
+// part an LL-HLS player makes (the blocking playlist request for the next
+// part, with _HLS_skip, then that part), so that amphi's cost per part can
+// be read with a client that costs the floor's, not amphi's generator's.
+// It only knows amphi's part names (SESSION-MSN.PART.m4s, from the preload
+// hint), and it measures each part's spread: when a listener got it, after
+// the first listener that got it.
+
+type hlsConn struct {
+	fd       int
+	buf      []byte
+	n        int
+	state    int    // what the outstanding request is: hlsJoin, hlsPlaylist or hlsPart
+	msn, idx int64  // the part asked for
+	session  []byte // the part names' prefix, through the '-'
+	inSeg    bool   // the last playlist names or hints msn.idx+1
+	req      []byte
+	got      []gotPart
+}
+
+const (
+	hlsJoin = iota
+	hlsPlaylist
+	hlsPart
+)
+
+// gotPart is when a listener got a part (key: tick, or msn<<8 | part).
+type gotPart struct {
+	key int64
+	at  time.Time
+}
+
+var errNoHint = errors.New("playlist without a part preload hint")
+
+// hint finds the preload-hinted part in a playlist: its prefix, MSN and part.
+func hint(body []byte) (session []byte, msn, idx int64, err error) {
+	const tag = `#EXT-X-PRELOAD-HINT:TYPE=PART,URI="`
+	i := bytes.Index(body, []byte(tag))
+	if i < 0 {
+		return nil, 0, 0, errNoHint
+	}
+	uri := body[i+len(tag):]
+	j := bytes.IndexByte(uri, '"')
+	if j < 0 {
+		return nil, 0, 0, errNoHint
+	}
+	uri = uri[:j]
+	name, ok := bytes.CutSuffix(uri, []byte(".m4s"))
+	dash := bytes.LastIndexByte(name, '-')
+	dot := bytes.LastIndexByte(name, '.')
+	if !ok || dash < 0 || dot < dash {
+		return nil, 0, 0, fmt.Errorf("hint %q: not SESSION-MSN.PART.m4s", uri)
+	}
+	msn, err1 := strconv.ParseInt(string(name[dash+1:dot]), 10, 64)
+	idx, err2 := strconv.ParseInt(string(name[dot+1:]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil, 0, 0, fmt.Errorf("hint %q: not SESSION-MSN.PART.m4s", uri)
+	}
+	return name[:dash+1], msn, idx, nil
+}
+
+// partName appends SESSION-MSN.PART.m4s to b.
+func partName(b, session []byte, msn, idx int64) []byte {
+	b = append(b, session...)
+	b = strconv.AppendInt(b, msn, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, idx, 10)
+	return append(b, ".m4s"...)
+}
+
+func (c *hlsConn) get(dir, file []byte, query string) error {
+	c.req = append(c.req[:0], "GET "...)
+	c.req = append(c.req, dir...)
+	c.req = append(c.req, file...)
+	c.req = append(c.req, query...)
+	c.req = append(c.req, " HTTP/1.1\r\nHost: floor\r\n\r\n"...)
+	_, err := rawsock.Send(c.fd, c.req)
+	return err
+}
+
+func (c *hlsConn) askPlaylist(dir, file []byte) error {
+	c.state = hlsPlaylist
+	q := "?_HLS_msn=" + strconv.FormatInt(c.msn, 10) + "&_HLS_part=" + strconv.FormatInt(c.idx, 10) + "&_HLS_skip=YES"
+	return c.get(dir, file, q)
+}
+
+// answered moves c on after a whole response; body is its body.
+func (c *hlsConn) answered(dir, file, body []byte, ok bool, now time.Time, scratch []byte) error {
+	if !ok {
+		c.state = hlsJoin // start over from a plain playlist
+		return c.get(dir, file, "")
+	}
+	switch c.state {
+	case hlsJoin:
+		session, msn, idx, err := hint(body)
+		if err != nil {
+			return err
+		}
+		c.session, c.msn, c.idx = append(c.session[:0], session...), msn, idx
+		return c.askPlaylist(dir, file)
+	case hlsPlaylist:
+		if session, _, _, err := hint(body); err == nil && !bytes.Equal(session, c.session) {
+			c.state = hlsJoin // a new session of the broadcast
+			return c.get(dir, file, "")
+		}
+		// The part after this one is msn.idx+1 when the playlist names or
+		// hints it, else the first of the next segment.
+		next := partName(append(scratch[:0], '-'), nil, c.msn, c.idx+1)
+		c.inSeg = bytes.Contains(body, append(next, '"'))
+		c.state = hlsPart
+		return c.get(dir, partName(scratch[:0], c.session, c.msn, c.idx), "")
+	default:
+		c.got = append(c.got, gotPart{c.msn<<8 | c.idx, now})
+		if c.inSeg {
+			c.idx++
+		} else {
+			c.msn, c.idx = c.msn+1, 0
+		}
+		return c.askPlaylist(dir, file)
+	}
+}
+
+// runHLSClient runs n listeners of the media playlist at path (e.g.
+// /live/demo/audio.m3u8) on the server at addr for duration.
+func runHLSClient(addr, path string, n int, duration, ramp, period time.Duration) (clientReport, error) {
+	r := clientReport{hls: true, listeners: n}
+	slash := bytes.LastIndexByte([]byte(path), '/')
+	if slash < 0 {
+		return r, fmt.Errorf("-hls %q: want a path like /live/NAME/audio.m3u8", path)
+	}
+	dir, file := []byte(path[:slash+1]), []byte(path[slash+1:])
+	sa, err := sockaddr(addr)
+	if err != nil {
+		return r, err
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return r, err
+	}
+	defer unix.Close(ep)
+	cpu0, start := cpuSeconds(), time.Now()
+	conns := make(map[int]*hlsConn, n)
+	defer func() {
+		for fd := range conns {
+			unix.Close(fd)
+		}
+	}()
+	for range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return r, err
+		}
+		c := &hlsConn{fd: fd, buf: make([]byte, 32<<10)}
+		conns[fd] = c
+		if err := unix.Connect(fd, sa); err != nil {
+			return r, fmt.Errorf("connect: %w", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return r, err
+		}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+			return r, err
+		}
+		if err := c.get(dir, file, ""); err != nil {
+			return r, err
+		}
+	}
+	end := start.Add(duration)
+	events := make([]unix.EpollEvent, 1024)
+	scratch := make([]byte, 0, 256)
+	for time.Now().Before(end) {
+		k, err := epollWait(ep, events, waitMillis(end))
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return r, err
+		}
+		for _, ev := range events[:max(k, 0)] {
+			c := conns[int(ev.Fd)]
+			m, err := rawsock.Recv(c.fd, c.buf[c.n:])
+			if m <= 0 {
+				if err != unix.EAGAIN {
+					r.errs++
+					_ = unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+				}
+				continue
+			}
+			c.n += m
+			used := complete(c.buf[:c.n])
+			if used == 0 {
+				if c.n == len(c.buf) {
+					return r, errors.New("response larger than the buffer")
+				}
+				continue
+			}
+			ok := bytes.HasPrefix(c.buf, []byte("HTTP/1.1 200 "))
+			if !ok {
+				r.errs++
+			}
+			body := c.buf[bytes.Index(c.buf, []byte("\r\n\r\n"))+4 : used]
+			if c.state == hlsPart && ok {
+				r.parts++
+			}
+			err = c.answered(dir, file, body, ok, time.Now(), scratch)
+			c.n = copy(c.buf, c.buf[used:c.n])
+			if err != nil {
+				return r, err
+			}
+		}
+	}
+	r.cpu, r.wall = cpuSeconds()-cpu0, time.Since(start)
+	var got [][]gotPart
+	for _, c := range conns {
+		got = append(got, c.got)
+	}
+	r.spreadStats(got, start.Add(ramp), period, true)
+	return r, nil
+}
