@@ -41,7 +41,8 @@ const (
 	hlsPart
 )
 
-// gotPart is when a listener got a part (key: tick, or msn<<8 | part).
+// gotPart is when a listener got a part (key: tick, or msn<<8 | part; the
+// presets cut far fewer than 256 parts a segment).
 type gotPart struct {
 	key int64
 	at  time.Time
@@ -211,7 +212,11 @@ func runHLSClient(addr, path string, n int, duration, ramp, period time.Duration
 			}
 			ok := bytes.HasPrefix(c.buf, []byte("HTTP/1.1 200 "))
 			if !ok {
-				r.errs++
+				// Each error makes its listener start over at once: give up
+				// on a server that keeps failing rather than spin.
+				if r.errs++; r.errs > 10*n+100 {
+					return r, fmt.Errorf("%d error answers: is %s serving %s?", r.errs, addr, path)
+				}
 			}
 			body := c.buf[bytes.Index(c.buf, []byte("\r\n\r\n"))+4 : used]
 			if c.state == hlsPart && ok {

@@ -366,7 +366,7 @@ func complete(buf []byte) int {
 		rest = rest[:j]
 	}
 	cl, err := strconv.Atoi(string(rest))
-	if err != nil || end+4+cl > len(buf) {
+	if err != nil || cl < 0 || cl > len(buf)-end-4 {
 		return 0
 	}
 	return end + 4 + cl

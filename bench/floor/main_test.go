@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"net"
 	"strings"
 	"testing"
@@ -143,4 +144,28 @@ func TestHint(t *testing.T) {
 			t.Errorf("hint(%q): no error", bad)
 		}
 	}
+}
+
+// The listeners parse what the server sends: neither parser may panic.
+func FuzzHint(f *testing.F) {
+	f.Add([]byte("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"ab12-7.4.m4s\"\n"))
+	f.Add([]byte("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"-.m4s\""))
+	f.Add([]byte("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"a.1-2.m4s\""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if session, _, _, err := hint(b); err == nil && !bytes.HasSuffix(session, []byte("-")) {
+			t.Errorf("session %q does not end in '-'", session)
+		}
+	})
+}
+
+func FuzzComplete(f *testing.F) {
+	f.Add(answer("audio/mp4", 10))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: -500\r\n\r\nabc"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if n := complete(b); n < 0 || n > len(b) {
+			t.Errorf("complete = %d for %d bytes", n, len(b))
+		}
+	})
 }
