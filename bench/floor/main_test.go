@@ -146,7 +146,8 @@ func TestHint(t *testing.T) {
 	}
 }
 
-// The listeners parse what the server sends: neither parser may panic.
+// The listeners parse what the server sends, and the server what they
+// send: no parser may panic or return nonsense.
 func FuzzHint(f *testing.F) {
 	f.Add([]byte("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"ab12-7.4.m4s\"\n"))
 	f.Add([]byte("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"-.m4s\""))
@@ -166,6 +167,16 @@ func FuzzComplete(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if n := complete(b); n < 0 || n > len(b) {
 			t.Errorf("complete = %d for %d bytes", n, len(b))
+		}
+	})
+}
+
+func FuzzHeldTick(f *testing.F) {
+	f.Add([]byte("GET /h123 HTTP/1.1"))
+	f.Add([]byte("GET /h-1 HTTP/1.1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if k, ok := heldTick(b); ok && k <= 0 {
+			t.Errorf("heldTick(%q) = %d, true", b, k)
 		}
 	})
 }
