@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/amphi-live/amphi/internal/rawsock"
 )
 
@@ -25,8 +23,6 @@ import (
 
 type hlsConn struct {
 	fd       int
-	buf      []byte
-	n        int
 	state    int    // what the outstanding request is: hlsJoin, hlsPlaylist or hlsPart
 	msn, idx int64  // the part asked for
 	session  []byte // the part names' prefix, through the '-'
@@ -147,93 +143,42 @@ func runHLSClient(addr, path string, n int, duration, ramp, period time.Duration
 		return r, fmt.Errorf("-hls %q: want a path like /live/NAME/audio.m3u8", path)
 	}
 	dir, file := []byte(path[:slash+1]), []byte(path[slash+1:])
-	sa, err := sockaddr(addr)
+	l, err := dialListeners(addr, n, 32<<10)
 	if err != nil {
 		return r, err
 	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return r, err
-	}
-	defer unix.Close(ep)
-	cpu0, start := cpuSeconds(), time.Now()
-	conns := make(map[int]*hlsConn, n)
-	defer func() {
-		for fd := range conns {
-			unix.Close(fd)
-		}
-	}()
-	for range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return r, err
-		}
-		c := &hlsConn{fd: fd, buf: make([]byte, 32<<10)}
-		conns[fd] = c
-		if err := unix.Connect(fd, sa); err != nil {
-			return r, fmt.Errorf("connect: %w", err)
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return r, err
-		}
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-			return r, err
-		}
-		if err := c.get(dir, file, ""); err != nil {
+	defer l.close()
+	cs := make([]hlsConn, n)
+	for i := range cs {
+		cs[i].fd = l.fds[i]
+		if err := cs[i].get(dir, file, ""); err != nil {
 			return r, err
 		}
 	}
-	end := start.Add(duration)
-	events := make([]unix.EpollEvent, 1024)
 	scratch := make([]byte, 0, 256)
-	for time.Now().Before(end) {
-		k, err := epollWait(ep, events, waitMillis(end))
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return r, err
-		}
-		for _, ev := range events[:max(k, 0)] {
-			c := conns[int(ev.Fd)]
-			m, err := rawsock.Recv(c.fd, c.buf[c.n:])
-			if m <= 0 {
-				if err != unix.EAGAIN {
-					r.errs++
-					_ = unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, c.fd, nil)
-				}
-				continue
-			}
-			c.n += m
-			used := complete(c.buf[:c.n])
-			if used == 0 {
-				if c.n == len(c.buf) {
-					return r, errors.New("response larger than the buffer")
-				}
-				continue
-			}
-			ok := bytes.HasPrefix(c.buf, []byte("HTTP/1.1 200 "))
-			if !ok {
-				// Each error makes its listener start over at once: give up
-				// on a server that keeps failing rather than spin.
-				if r.errs++; r.errs > 10*n+100 {
-					return r, fmt.Errorf("%d error answers: is %s serving %s?", r.errs, addr, path)
-				}
-			}
-			body := c.buf[bytes.Index(c.buf, []byte("\r\n\r\n"))+4 : used]
-			if c.state == hlsPart && ok {
-				r.parts++
-			}
-			err = c.answered(dir, file, body, ok, time.Now(), scratch)
-			c.n = copy(c.buf, c.buf[used:c.n])
-			if err != nil {
-				return r, err
+	r.cpu, r.wall, err = l.run(l.start.Add(duration), &r.errs, func(i int, resp []byte) error {
+		c := &cs[i]
+		ok := bytes.HasPrefix(resp, []byte("HTTP/1.1 200 "))
+		if !ok {
+			// Each error makes its listener start over at once: give up
+			// on a server that keeps failing rather than spin.
+			if r.errs++; r.errs > 10*n+100 {
+				return fmt.Errorf("%d error answers: is %s serving %s?", r.errs, addr, path)
 			}
 		}
+		body := resp[bytes.Index(resp, []byte("\r\n\r\n"))+4:]
+		if c.state == hlsPart && ok {
+			r.parts++
+		}
+		return c.answered(dir, file, body, ok, time.Now(), scratch)
+	})
+	if err != nil {
+		return r, err
 	}
-	r.cpu, r.wall = cpuSeconds()-cpu0, time.Since(start)
-	var got [][]gotPart
-	for _, c := range conns {
-		got = append(got, c.got)
+	got := make([][]gotPart, n)
+	for i := range cs {
+		got[i] = cs[i].got
 	}
-	r.spreadStats(got, start.Add(ramp), period, true)
+	r.spreadStats(got, l.start.Add(ramp), period, true)
 	return r, nil
 }

@@ -331,8 +331,6 @@ func heldTick(req []byte) (int64, bool) {
 
 type cconn struct {
 	fd   int
-	buf  []byte
-	n    int
 	tick int64 // the part (tick) it is after
 	part bool  // waiting for the part (not the playlist)
 	req  []byte
@@ -430,99 +428,53 @@ func quantile(d []time.Duration, q float64) time.Duration {
 // runClient runs n listeners against the server at addr for duration.
 func runClient(addr string, n int, duration, ramp, period time.Duration) (clientReport, error) {
 	r := clientReport{listeners: n}
-	sa, err := sockaddr(addr)
+	l, err := dialListeners(addr, n, 16<<10)
 	if err != nil {
 		return r, err
 	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return r, err
-	}
-	defer unix.Close(ep)
-	cpu0, start := cpuSeconds(), time.Now()
-	conns := make(map[int]*cconn, n)
-	defer func() {
-		for fd := range conns {
-			unix.Close(fd)
-		}
-	}()
-	for range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return r, err
-		}
-		c := &cconn{fd: fd, buf: make([]byte, 16<<10)}
-		conns[fd] = c
-		if err := unix.Connect(fd, sa); err != nil {
-			return r, fmt.Errorf("connect: %w", err)
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return r, err
-		}
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-			return r, err
-		}
-		if err := c.askHeld(nextTick(time.Now(), period).UnixNano() / int64(period)); err != nil {
+	defer l.close()
+	cs := make([]cconn, n)
+	for i := range cs {
+		cs[i].fd = l.fds[i]
+		if err := cs[i].askHeld(nextTick(time.Now(), period).UnixNano() / int64(period)); err != nil {
 			return r, err
 		}
 	}
-	end := start.Add(duration)
-	warm := start.Add(ramp)
+	warm := l.start.Add(ramp)
 	var lat []time.Duration
-	events := make([]unix.EpollEvent, 1024)
-	for time.Now().Before(end) {
-		k, err := epollWait(ep, events, waitMillis(end))
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return r, err
+	r.cpu, r.wall, err = l.run(l.start.Add(duration), &r.errs, func(i int, _ []byte) error {
+		c := &cs[i]
+		var err error
+		if !c.part {
+			c.part = true
+			_, err = rawsock.Send(c.fd, partReq)
+		} else {
+			now := time.Now()
+			r.parts++
+			c.got = append(c.got, gotPart{c.tick, now})
+			if now.After(warm) {
+				d := now.Sub(time.Unix(0, c.tick*int64(period)))
+				lat = append(lat, d)
+				if d > period {
+					r.late++
+				}
+			}
+			c.part = false
+			err = c.askHeld(c.tick + 1)
 		}
-		for _, ev := range events[:max(k, 0)] {
-			c := conns[int(ev.Fd)]
-			m, err := rawsock.Recv(c.fd, c.buf[c.n:])
-			if m <= 0 {
-				if err != unix.EAGAIN {
-					r.errs++
-					_ = unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, c.fd, nil)
-				}
-				continue
-			}
-			c.n += m
-			used := complete(c.buf[:c.n])
-			if used == 0 {
-				if c.n == len(c.buf) {
-					return r, errors.New("response larger than the buffer")
-				}
-				continue
-			}
-			c.n = copy(c.buf, c.buf[used:c.n])
-			if !c.part {
-				c.part = true
-				_, err = rawsock.Send(c.fd, partReq)
-			} else {
-				now := time.Now()
-				r.parts++
-				c.got = append(c.got, gotPart{c.tick, now})
-				if now.After(warm) {
-					d := now.Sub(time.Unix(0, c.tick*int64(period)))
-					lat = append(lat, d)
-					if d > period {
-						r.late++
-					}
-				}
-				c.part = false
-				err = c.askHeld(c.tick + 1)
-			}
-			if err != nil {
-				r.errs++
-			}
+		if err != nil {
+			r.errs++
 		}
+		return nil
+	})
+	if err != nil {
+		return r, err
 	}
-	r.cpu, r.wall = cpuSeconds()-cpu0, time.Since(start)
 	slices.Sort(lat)
 	r.p50, r.p99, r.max = quantile(lat, 0.5), quantile(lat, 0.99), quantile(lat, 1)
-	var got [][]gotPart
-	for _, c := range conns {
-		got = append(got, c.got)
+	got := make([][]gotPart, n)
+	for i := range cs {
+		got[i] = cs[i].got
 	}
 	r.spreadStats(got, warm, period, false)
 	return r, nil
