@@ -31,6 +31,8 @@ PIN=${PIN:-1}
 PROCS=${PROCS:-1}
 SERVERS=${SERVERS:-"loop goroutines origin edge"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -56,24 +58,9 @@ esac
 
 SRV=() GEN=()
 if [ "$PIN" = 1 ]; then
-	cpus=()
-	IFS=, read -ra ranges <<<"$(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status)"
-	for r in "${ranges[@]}"; do
-		for ((c = ${r%-*}; c <= ${r#*-}; c++)); do cpus+=("$c"); done
-	done
-	half=$((${#cpus[@]} / 2))
-	[ "$half" -ge 1 ] || { echo "floor.sh: PIN=1 needs two CPUs or more" >&2; exit 1; }
-	SRV=(taskset -c "$(IFS=,; echo "${cpus[*]:0:half}")")
-	GEN=(taskset -c "$(IFS=,; echo "${cpus[*]:half}")")
+	split_cpus
+	SRV=(taskset -c "$srv_cpus") GEN=(taskset -c "$gen_cpus")
 fi
-
-free_port() {
-	local p
-	for p in $(shuf -i 20000-29999 -n 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-	echo "floor.sh: no free port" >&2; exit 1
-}
 
 wait_up() { # URL LOG: wait until URL answers 200
 	for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return; sleep 0.1; done

@@ -33,6 +33,8 @@ ROUNDS=${ROUNDS:-1}
 PROCS=${PROCS:-1}
 PIN=${PIN:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 log() { printf 'loadtest.sh: %s\n' "$*" >&2; }
 
@@ -79,25 +81,11 @@ if [ "$PROCS" != 0 ]; then export GOMAXPROCS=$PROCS; fi
 SRV=() GEN=() pinned="not pinned"
 if [ "$PIN" = 1 ]; then
 	need taskset util-linux
-	cpus=()
-	IFS=, read -ra ranges <<<"$(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status)"
-	for r in "${ranges[@]}"; do
-		for ((c = ${r%-*}; c <= ${r#*-}; c++)); do cpus+=("$c"); done
-	done
-	half=$((${#cpus[@]} / 2))
-	[ "$half" -ge 1 ] || { log "PIN=1 needs two CPUs or more"; exit 1; }
-	srv_cpus=$(IFS=,; echo "${cpus[*]:0:half}") gen_cpus=$(IFS=,; echo "${cpus[*]:half}")
+	split_cpus
 	SRV=(taskset -c "$srv_cpus") GEN=(taskset -c "$gen_cpus")
 	pinned="servers on CPUs $srv_cpus, generator on CPUs $gen_cpus"
 fi
 
-free_port() {
-	local p
-	for p in $(shuf -i 20000-29999 -n 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-	log "no free port"; exit 1
-}
 ORIGIN_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 EDGE_PORT=$(free_port)
