@@ -23,17 +23,22 @@ const (
 // requests/s the head's copy was most of the edge's garbage, and each
 // collection cycle lands on some part's delivery.
 //
-// Each string has two candidate slots, from two parts of one hash, so that
-// two hot strings that share one slot do not evict each other on every
-// request (with one slot each, two of the allocation test's nine strings
-// shared a slot in 13 tables of 1,000, and its requests allocated on every
-// parse; with two, in none of 1,000). A slot holds the last string stored
-// in it; a miss only costs the allocation it would have cost anyway.
+// The table is two-way set-associative: each string hashes to a bucket of
+// two slots, and a miss replaces the one used less recently, so two hot
+// strings that share a bucket both stay. (Direct-mapped, two of the
+// allocation test's nine strings shared a slot in 13 tables of 1,000 and
+// evicted each other on every parse; production's hot lines collide the
+// same way.) A miss only costs the allocation it would have cost anyway.
 // Strings are immutable, so sharing one between requests is safe whatever a
 // handler keeps.
 type internTable struct {
-	seed  maphash.Seed
-	slots [internSlots]atomic.Pointer[string]
+	seed    maphash.Seed
+	buckets [internSlots / 2]internBucket
+}
+
+type internBucket struct {
+	slots  [2]atomic.Pointer[string]
+	victim atomic.Uint32 // the slot a miss replaces: the one not used last
 }
 
 func newInternTable() *internTable { return &internTable{seed: maphash.MakeSeed()} }
@@ -44,20 +49,18 @@ func (t *internTable) get(b []byte) string {
 	if len(b) > maxIntern {
 		return string(b)
 	}
-	h := maphash.Bytes(t.seed, b)
-	first, second := &t.slots[h&(internSlots-1)], &t.slots[(h>>32)&(internSlots-1)]
-	p := first.Load()
-	if p != nil && *p == string(b) {
-		return *p
-	}
-	if q := second.Load(); q != nil && *q == string(b) {
-		return *q
+	bk := &t.buckets[maphash.Bytes(t.seed, b)&(internSlots/2-1)]
+	for i := range bk.slots {
+		if p := bk.slots[i].Load(); p != nil && *p == string(b) {
+			if other := uint32(1 - i); bk.victim.Load() != other {
+				bk.victim.Store(other) // only when it changes: hot hits stay reads
+			}
+			return *p
+		}
 	}
 	s := string(b)
-	if p == nil {
-		first.Store(&s)
-	} else {
-		second.Store(&s) // the first slot's string keeps its place
-	}
+	v := bk.victim.Load() & 1
+	bk.slots[v].Store(&s)
+	bk.victim.Store(1 - v)
 	return s
 }

@@ -3,6 +3,7 @@ package h1
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"testing"
 )
 
@@ -59,5 +60,37 @@ func TestParseAllocatesNothing(t *testing.T) {
 	if c.req.Method != "HEAD" || c.req.URL.Path != "/live/demo/p12.3.m4s" || c.req.Header.Get("Range") != "bytes=0-99" ||
 		c.req.Host != "127.0.0.1:8080" {
 		t.Fatalf("parsed %s %s Host %q Range %q", c.req.Method, c.req.URL.Path, c.req.Host, c.req.Header.Get("Range"))
+	}
+}
+
+// TestInternBucketKeepsTwo: two strings that share a bucket both stay, so
+// alternating between them allocates nothing; a third evicts the one used
+// less recently.
+func TestInternBucketKeepsTwo(t *testing.T) {
+	tab := newInternTable()
+	bucket := func(s string) uint64 { return maphash.String(tab.seed, s) & (internSlots/2 - 1) }
+	var same []string
+	for i := 0; len(same) < 3; i++ {
+		s := fmt.Sprintf("/live/demo/p%d.m4s", i)
+		if len(same) == 0 || bucket(s) == bucket(same[0]) {
+			same = append(same, s)
+		}
+	}
+	a, b, c := []byte(same[0]), []byte(same[1]), []byte(same[2])
+	tab.get(a)
+	tab.get(b)
+	if n := testing.AllocsPerRun(100, func() { tab.get(a); tab.get(b) }); n != 0 {
+		t.Errorf("two strings in one bucket allocated %.1f times per pair of gets", n)
+	}
+	tab.get(a) // b is now the less recently used
+	tab.get(c)
+	held := map[string]bool{}
+	for i := range 2 {
+		if p := tab.buckets[bucket(same[0])].slots[i].Load(); p != nil {
+			held[*p] = true
+		}
+	}
+	if !held[same[0]] || !held[same[2]] || held[same[1]] {
+		t.Errorf("after using %q, %q, %q: bucket holds %v; want the first and the third", a, b, c, held)
 	}
 }
