@@ -138,9 +138,12 @@ func serveGoroutines(ln net.Listener, period time.Duration, plSize, partSize int
 					}
 					out = part
 					if k, ok := heldTick(buf[:end]); ok {
-						for {
+						for held := false; ; held = true {
 							cur, next := feed.state()
 							if k <= cur {
+								if held {
+									sock.DelayAcks() // as h1 does after a hold
+								}
 								break
 							}
 							select {

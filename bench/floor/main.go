@@ -305,6 +305,7 @@ func serve(lfd int, period time.Duration, plSize, partSize int, stop <-chan stru
 				case c == nil || c.held == 0:
 				case c.held <= cur:
 					c.held = 0
+					rawsock.DelayAcks(fd) // as h1 does after a hold
 					send(fd, playlist)
 				default:
 					kept = append(kept, fd)

@@ -37,6 +37,14 @@ const (
 	// began (a pipelining client) raises no readiness, and is found by a
 	// recv once the deadline passes.
 	safetyWait = time.Second
+	// heldAck: an answer that took longer than this after its request
+	// arrived may have been preceded by the kernel's own delayed ACK, which
+	// ends TCP's request-response mode; readIdle turns it back on
+	// (rawsock.Conn.DelayAcks) so that the next request's acknowledgement
+	// rides on its answer instead of a segment of its own. Linux's
+	// shortest delayed-ACK timeout is 40 ms; the margin covers the time
+	// between the request's arrival and its read.
+	heldAck = 30 * time.Millisecond
 )
 
 // conn is one client connection and everything reused across its requests.
@@ -67,9 +75,10 @@ type conn struct {
 	// read (readIdle), or in flushPending before anything else is written
 	// or the connection closes.
 	pending   *outBuf
-	sending   *outBuf // the pending answer, while readIdle sends it
-	fast      bool    // the last request came within fastGap of its previous answer
-	pipelines bool    // the client has sent a request before its previous answer
+	sending   *outBuf   // the pending answer, while readIdle sends it
+	fast      bool      // the last request came within fastGap of its previous answer
+	pipelines bool      // the client has sent a request before its previous answer
+	headAt    time.Time // when the current request's first bytes were read
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -154,6 +163,7 @@ func (c *conn) readHead() ([]byte, error) {
 			}
 			head := c.buf[c.r : c.r+end]
 			c.r += end
+			c.headAt = start
 			return head, nil
 		}
 		// Relative to c.r, so it survives grow moving the input.
@@ -200,6 +210,9 @@ func (c *conn) readIdle(now time.Time) (int, error) {
 		return c.read(c.buf)
 	}
 	c.sending, c.pending = c.pending, nil
+	if now.Sub(c.headAt) > heldAck {
+		c.sock.DelayAcks()
+	}
 	skip := c.fast && !c.pipelines
 	if skip {
 		if c.readDeadline.Before(now.Add(safetyWait/2)) || c.readDeadline.After(now.Add(safetyWait)) {

@@ -26,3 +26,6 @@ func (*Conn) SendRecv(out, _ []byte, _ bool) ([]byte, int, error) { return out, 
 
 // TryRead is never called: New returns nil.
 func (*Conn) TryRead([]byte) (int, error) { return 0, errUnsupported }
+
+// DelayAcks is never called: New returns nil.
+func (*Conn) DelayAcks() {}

@@ -23,6 +23,7 @@ type Conn struct {
 
 	out      []byte // SendRecv: what is still to send
 	skipRecv bool   // SendRecv: wait before the first recv
+	delayAck bool   // SendRecv: turn delayed ACKs back on before sending
 	tryFn    func(fd uintptr)
 
 	// AfterSend, when set, is called by SendRecv once out has left and
@@ -98,7 +99,27 @@ func (c *Conn) SendRecv(out, p []byte, skipRecv bool) (unsent []byte, n int, err
 	return unsent, c.n, c.err
 }
 
+// DelayAcks makes the next SendRecv turn the socket's delayed
+// acknowledgements back on (Linux: TCP_QUICKACK 0) before it sends; elsewhere
+// it does nothing.
+//
+// Linux acknowledges a request by itself when it has not answered within
+// the delayed-ACK timeout (40 ms or more), and then leaves its
+// request-response ("ping-pong") mode: the next request is acknowledged
+// the moment it is read, by a segment of its own, although the answer that
+// follows at once would have carried the acknowledgement. On loopback
+// that segment costs the sending side its transmission and the peer's
+// reception. A server that answers a request it held (an LL-HLS blocking
+// playlist request waits up to a part) and expects the next request to be
+// answered quickly calls DelayAcks, and the acknowledgement rides on that
+// answer again.
+func (c *Conn) DelayAcks() { c.delayAck = true }
+
 func (c *Conn) doSendRecv(fd uintptr) bool {
+	if c.delayAck {
+		c.delayAck = false
+		DelayAcks(int(fd))
+	}
 	if len(c.out) > 0 {
 		if c.out, c.err = sendSome(int(fd), c.out); c.err != nil || len(c.out) > 0 {
 			return true // failed, or full: the caller writes the rest, waiting

@@ -42,3 +42,13 @@ func Send(fd int, p []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// DelayAcks turns delayed acknowledgements back on for the TCP socket fd
+// (setsockopt TCP_QUICKACK 0), raw like Recv and Send; see
+// Conn.DelayAcks. It cannot fail on a TCP socket, and a failure would only
+// cost an acknowledgement: the error is ignored.
+func DelayAcks(fd int) {
+	off := int32(0)
+	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK,
+		uintptr(unsafe.Pointer(&off)), unsafe.Sizeof(off), 0)
+}
