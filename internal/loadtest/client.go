@@ -34,6 +34,8 @@ const (
 	readBufSize = 4 << 10
 	// maxBody bounds a kept (playlist) body; discarded bodies are unbounded.
 	maxBody = 8 << 20
+	// deadlineSlack is how late a request's deadline may fire (setDeadline).
+	deadlineSlack = 500 * time.Millisecond
 )
 
 // target is where the listeners connect: resolved once, shared read-only.
@@ -104,8 +106,9 @@ type conn struct {
 	raw    *rawIO // nc read raw, the request written in the read; nil for TLS
 	closed bool
 
-	reused bool // nc has carried a request: a failure before any answer is retried once
-	dials  int
+	reused   bool      // nc has carried a request: a failure before any answer is retried once
+	deadline time.Time // nc's deadline (setDeadline)
+	dials    int
 }
 
 func newConn(t *target, local netip.Addr) *conn {
@@ -167,7 +170,7 @@ func (c *conn) dial(deadline time.Time) (net.Conn, error) {
 		nc.Close()
 		return nil, errClosed
 	}
-	c.nc, c.reused, c.dials = nc, false, c.dials+1
+	c.nc, c.reused, c.dials, c.deadline = nc, false, c.dials+1, time.Time{}
 	c.raw = newRawIO(nc)
 	var rd io.Reader = nc
 	if c.raw != nil {
@@ -246,11 +249,21 @@ func (c *conn) try(deadline time.Time, path []byte, body *[]byte) (res result, a
 // setDeadline bounds the request. A raw connection writes its request
 // inside the read (see rawIO) and needs only a read deadline: one runtime
 // timer to move per request instead of two.
+//
+// Moving a deadline costs a runtime timer update (3 % of the generator's
+// CPU at one per request), so the connection's deadline only moves when
+// it would fire before deadline or more than deadlineSlack after it: a
+// request may run up to deadlineSlack past its limit, against a limit of
+// several seconds.
 func (c *conn) setDeadline(nc net.Conn, deadline time.Time) error {
-	if c.raw == nil {
-		return nc.SetDeadline(deadline)
+	if !c.deadline.IsZero() && !c.deadline.Before(deadline) && c.deadline.Sub(deadline) <= deadlineSlack {
+		return nil
 	}
-	return nc.SetReadDeadline(deadline)
+	c.deadline = deadline.Add(deadlineSlack)
+	if c.raw == nil {
+		return nc.SetDeadline(c.deadline)
+	}
+	return nc.SetReadDeadline(c.deadline)
 }
 
 // readResponse reads one response; keep reports whether the connection may

@@ -257,6 +257,27 @@ func TestConnFailures(t *testing.T) {
 		_, err := c.get(time.Now().Add(100*time.Millisecond), []byte("/"), nil)
 		require.Equal(t, errKindTimeout, classify(err), "%v", err)
 	})
+	t.Run("a shorter deadline after a longer one", func(t *testing.T) {
+		// setDeadline keeps a deadline that is late by little, never one
+		// that is late by more than deadlineSlack.
+		var n atomic.Int32
+		addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+			for readRequest(br) {
+				if n.Add(1) > 1 {
+					time.Sleep(3 * time.Second)
+				}
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+			}
+		})
+		c := newConn(testTarget(t, addr), netip.Addr{})
+		defer c.close()
+		_, err := c.get(time.Now().Add(10*time.Second), []byte("/"), nil)
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = c.get(time.Now().Add(100*time.Millisecond), []byte("/"), nil)
+		require.Equal(t, errKindTimeout, classify(err), "%v", err)
+		require.Less(t, time.Since(start), 100*time.Millisecond+deadlineSlack+time.Second)
+	})
 	t.Run("closed by the listener", func(t *testing.T) {
 		addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 			readRequest(br)
