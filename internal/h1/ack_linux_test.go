@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-live/amphi/internal/rawsock"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // TestHeldAnswerKeepsAcksOnAnswers: a player's blocking playlist request
@@ -37,15 +37,9 @@ func TestHeldAnswerKeepsAcksOnAnswers(t *testing.T) {
 		require.Equal(t, "ok", bodyOf(t, resp))
 	}
 	pureAcks := func() int {
-		rc, err := nc.(*net.TCPConn).SyscallConn()
+		n, err := rawsock.PureAcksIn(nc.(*net.TCPConn))
 		require.NoError(t, err)
-		var info *unix.TCPInfo
-		var gerr error
-		require.NoError(t, rc.Control(func(fd uintptr) {
-			info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-		}))
-		require.NoError(t, gerr)
-		return int(info.Segs_in - info.Data_segs_in)
+		return n
 	}
 	for range 20 { // past a new connection's quick ACKs
 		get("/quick")
