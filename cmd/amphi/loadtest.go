@@ -30,6 +30,7 @@ type loadtestOptions struct {
 	timeout       time.Duration
 	cpuProfile    string
 	procs         int
+	goroutines    bool
 }
 
 func newLoadtestCmd() *cobra.Command { return loadtestCommand(&loadtestOptions{}) }
@@ -81,6 +82,7 @@ func loadtestCommand(o *loadtestOptions) *cobra.Command {
 	f.DurationVar(&o.timeout, "timeout", 0, "limit for one request (0: max(5s, 3 x target duration + 1s))")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the generator to this file (for go tool pprof)")
 	f.IntVar(&o.procs, "procs", 0, "cores the generator's Go code may use at once (GOMAXPROCS; 0: all); 1 costs the least per request, but a generator at 1.0 cores delays what it measures")
+	f.BoolVar(&o.goroutines, "goroutines", false, "run each listener on its own goroutine instead of on event loops (Linux, plain HTTP), as the generator did before; for comparisons")
 	return cmd
 }
 
@@ -92,6 +94,8 @@ func (o *loadtestOptions) config(url string) (loadtest.Config, error) {
 		Duration:  o.duration,
 		Ramp:      o.ramp,
 		Timeout:   o.timeout,
+
+		Goroutines: o.goroutines,
 	}
 	switch {
 	case !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://"):

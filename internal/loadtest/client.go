@@ -43,6 +43,7 @@ type target struct {
 	scheme   string // http or https
 	host     string // Host header (and TLS server name)
 	dialAddr string // ip:port, resolved once so 5,000 listeners do no DNS
+	dialAP   netip.AddrPort
 	loopback bool
 	tls      *tls.Config
 }
@@ -77,7 +78,8 @@ func newTarget(ctx context.Context, u *url.URL) (*target, error) {
 			break
 		}
 	}
-	t.dialAddr = netip.AddrPortFrom(ip, mustPort(port)).String()
+	t.dialAP = netip.AddrPortFrom(ip, mustPort(port))
+	t.dialAddr = t.dialAP.String()
 	t.loopback = ip.IsLoopback()
 	return t, nil
 }
@@ -94,12 +96,17 @@ func mustPort(p string) uint16 {
 }
 
 // conn is one keep-alive HTTP/1.1 connection, as a player holds it. One
-// goroutine makes requests; close may come from any goroutine.
+// goroutine makes requests; close may come from any goroutine. A conn of
+// a loop task (lt set) is the task's alone, close included.
 type conn struct {
 	t      *target
 	dialer net.Dialer
+	local  netip.Addr
 	br     *bufio.Reader
 	req    []byte
+
+	lt *task     // the event-loop task that makes the requests; nil: a goroutine
+	ls *loopSock // lt's socket; nil until dialled
 
 	mu     sync.Mutex
 	nc     net.Conn
@@ -112,7 +119,7 @@ type conn struct {
 }
 
 func newConn(t *target, local netip.Addr) *conn {
-	c := &conn{t: t}
+	c := &conn{t: t, local: local}
 	if local.IsValid() {
 		c.dialer.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
 	}
@@ -124,6 +131,10 @@ func (c *conn) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	if c.ls != nil {
+		c.ls.close()
+		c.ls = nil
+	}
 	if c.nc != nil {
 		c.nc.Close()
 		c.nc = nil
@@ -134,6 +145,10 @@ func (c *conn) close() {
 func (c *conn) drop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ls != nil {
+		c.ls.close()
+		c.ls = nil
+	}
 	if c.nc != nil {
 		c.nc.Close()
 		c.nc = nil
@@ -210,6 +225,9 @@ func (c *conn) get(deadline time.Time, path []byte, body *[]byte) (result, error
 }
 
 func (c *conn) try(deadline time.Time, path []byte, body *[]byte) (res result, answered bool, err error) {
+	if c.lt != nil {
+		return c.tryLoop(deadline, path, body)
+	}
 	nc, err := c.current()
 	if err != nil {
 		return res, false, err
@@ -221,11 +239,7 @@ func (c *conn) try(deadline time.Time, path []byte, body *[]byte) (res result, a
 	} else {
 		c.reused = true
 	}
-	c.req = append(c.req[:0], "GET "...)
-	c.req = append(c.req, path...)
-	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
-	c.req = append(c.req, c.t.host...)
-	c.req = append(c.req, "\r\nUser-Agent: amphi-loadtest\r\nAccept: */*\r\n\r\n"...)
+	c.buildRequest(path)
 	if err := c.setDeadline(nc, deadline); err != nil {
 		return res, false, err
 	}
@@ -235,6 +249,53 @@ func (c *conn) try(deadline time.Time, path []byte, body *[]byte) (res result, a
 	} else if _, err := nc.Write(c.req); err != nil {
 		return res, false, err
 	}
+	return c.finish(res, body)
+}
+
+// tryLoop is try on a loop task's socket: no poller, no runtime timers.
+func (c *conn) tryLoop(deadline time.Time, path []byte, body *[]byte) (res result, answered bool, err error) {
+	if c.closed {
+		return res, false, errClosed
+	}
+	due := deadline.UnixNano()
+	if c.ls == nil {
+		ls, err := c.lt.dial(c.t.dialAP, c.local, due)
+		if err != nil {
+			return res, false, err
+		}
+		c.ls, c.reused, c.dials = ls, false, c.dials+1
+		if c.br == nil {
+			c.br = bufio.NewReaderSize(ls, readBufSize)
+		} else {
+			c.br.Reset(ls)
+		}
+	} else {
+		c.reused = true
+	}
+	c.buildRequest(path)
+	res.sent = time.Now()
+	c.ls.send(c.req, due) // written by the response's first read
+	if c.br.Buffered() > 0 {
+		// Input left over from the last answer: send now, read it first.
+		req := c.ls.req
+		c.ls.req = nil
+		if _, err := c.ls.Write(req); err != nil {
+			return res, false, err
+		}
+	}
+	return c.finish(res, body)
+}
+
+func (c *conn) buildRequest(path []byte) {
+	c.req = append(c.req[:0], "GET "...)
+	c.req = append(c.req, path...)
+	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
+	c.req = append(c.req, c.t.host...)
+	c.req = append(c.req, "\r\nUser-Agent: amphi-loadtest\r\nAccept: */*\r\n\r\n"...)
+}
+
+// finish reads the answer to the request just sent.
+func (c *conn) finish(res result, body *[]byte) (result, bool, error) {
 	keep, err := c.readResponse(&res, body)
 	if err != nil {
 		return res, res.status != 0, err

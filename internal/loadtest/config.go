@@ -188,6 +188,10 @@ type Config struct {
 	Progress func(Progress)
 	// ProgressInterval is how often Progress is called. Default 1s.
 	ProgressInterval time.Duration
+	// Goroutines runs every listener on a goroutine of its own, over Go's
+	// poller, instead of on event loops (Linux, plain HTTP): the
+	// generator's model before the loops, kept to compare the two.
+	Goroutines bool
 }
 
 // withDefaults fills in defaults and validates; errors name the field.

@@ -44,6 +44,23 @@ func TestFaultServerBaselineIsClean(t *testing.T) {
 	require.NotNil(t, rep.Behaviours["legacy"].SegmentLatency)
 }
 
+// The listeners' two models, event loops (the default on Linux) and a
+// goroutine each, see the same clean stream.
+func TestBothListenerModelsAreClean(t *testing.T) {
+	t.Parallel()
+	f := (&faultServer{}).serve(t)
+	for _, goroutines := range []bool{false, true} {
+		rep, err := Run(context.Background(), Config{URL: f.url + "/media.m3u8", Listeners: 9,
+			Duration: 2500 * time.Millisecond, Mix: allBehavior, Goroutines: goroutines})
+		require.NoError(t, err)
+		require.Zero(t, rep.Total.ErrorsTotal, "goroutines %v: %v", goroutines, rep.Total.Errors)
+		require.Zero(t, rep.Total.Stalls, "goroutines %v", goroutines)
+		require.EqualValues(t, 9, rep.Total.Playing, "goroutines %v", goroutines)
+		require.Positive(t, rep.Behaviours["ll"].Requests["part"], "goroutines %v", goroutines)
+		require.Positive(t, rep.Behaviours["legacy"].Requests["segment"], "goroutines %v", goroutines)
+	}
+}
+
 func TestDelayedPartsRaiseLatency(t *testing.T) {
 	t.Parallel()
 	base := (&faultServer{}).serve(t)

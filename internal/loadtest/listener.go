@@ -22,6 +22,7 @@ type listener struct {
 	be Behaviour
 	c  *conn // playlists; media too except for hint
 	mc *conn // media (hint: a second connection, as AVPlayer holds)
+	t  *task // the event-loop task it runs as; nil: its own goroutine
 
 	pl   mediaPlaylist
 	body []byte
@@ -55,15 +56,21 @@ type listener struct {
 func (l *listener) run(ctx context.Context) {
 	l.joined = time.Now()
 	l.g.listeners.Add(1)
-	l.timer = time.NewTimer(time.Hour)
-	l.timer.Stop()
-	stop := context.AfterFunc(ctx, func() {
-		l.c.close()
-		if l.mc != l.c {
-			l.mc.close()
-		}
-	})
-	defer stop()
+	if l.t != nil {
+		// The loop wakes its tasks when ctx is done; the connections are
+		// the task's alone.
+		defer l.c.close()
+	} else {
+		l.timer = time.NewTimer(time.Hour)
+		l.timer.Stop()
+		stop := context.AfterFunc(ctx, func() {
+			l.c.close()
+			if l.mc != l.c {
+				l.mc.close()
+			}
+		})
+		defer stop()
+	}
 	if l.be == Hint {
 		l.hint = &hintFetcher{l: l, jobs: make(chan struct{}), done: make(chan hintResult)}
 		go l.hint.run()
@@ -142,6 +149,10 @@ func (l *listener) pause(ctx context.Context) {
 
 func (l *listener) sleep(ctx context.Context, d time.Duration) {
 	if d <= 0 {
+		return
+	}
+	if l.t != nil {
+		l.t.sleep(d)
 		return
 	}
 	l.timer.Reset(d)

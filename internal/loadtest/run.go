@@ -4,9 +4,11 @@
 // request and byte rates, stalls of a modelled player buffer, and errors by
 // kind. It is what `amphi loadtest` runs.
 //
-// Each listener is one goroutine with its own keep-alive HTTP/1.1
-// connection (two for the hint behaviour), made from a spread of loopback
-// source addresses when the target is loopback. Recording never allocates:
+// Each listener has its own keep-alive HTTP/1.1 connection (two for the
+// hint behaviour), made from a spread of loopback source addresses when the
+// target is loopback. On Linux, ll and legacy listeners over plain HTTP run
+// as coroutines of one epoll loop per GOMAXPROCS (evloop); hint listeners,
+// TLS and other systems have a goroutine each. Recording never allocates:
 // counters and histograms are fixed arrays of atomics.
 package loadtest
 
@@ -90,8 +92,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer cancel()
 
 	var wg sync.WaitGroup
+	var loops []*evloop
+	if evloopAvailable && !cfg.Goroutines && r.target.tls == nil {
+		for range runtime.GOMAXPROCS(0) {
+			lp, err := newEvloop(runCtx)
+			if err != nil {
+				cancel()
+				wg.Wait()
+				return nil, fmt.Errorf("event loop: %w", err)
+			}
+			loops = append(loops, lp)
+			wg.Go(lp.run)
+		}
+	}
 	behaviours := cfg.Mix.assign(cfg.Listeners)
-	wg.Go(func() { r.launch(runCtx, behaviours, &wg) })
+	wg.Go(func() { r.launch(runCtx, behaviours, loops, &wg) })
 	var progressDone chan struct{}
 	if cfg.Progress != nil {
 		progressDone = make(chan struct{})
@@ -114,8 +129,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// launch starts the listeners, evenly over the ramp.
-func (r *runner) launch(ctx context.Context, behaviours []Behaviour, wg *sync.WaitGroup) {
+// launch starts the listeners, evenly over the ramp: on the event loops
+// round robin when there are any, except hint listeners, whose two
+// requests at once need goroutines.
+func (r *runner) launch(ctx context.Context, behaviours []Behaviour, loops []*evloop, wg *sync.WaitGroup) {
 	n := len(behaviours)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -144,7 +161,16 @@ func (r *runner) launch(ctx context.Context, behaviours []Behaviour, wg *sync.Wa
 		if b == Hint {
 			l.mc = newConn(r.target, local)
 		}
-		wg.Go(func() { l.run(ctx) })
+		if len(loops) == 0 || b == Hint {
+			wg.Go(func() { l.run(ctx) })
+			continue
+		}
+		if !loops[i%len(loops)].add(func(t *task) {
+			l.t, l.c.lt = t, t
+			l.run(ctx)
+		}) {
+			return
+		}
 	}
 }
 
