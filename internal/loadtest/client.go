@@ -97,7 +97,7 @@ func mustPort(p string) uint16 {
 
 // conn is one keep-alive HTTP/1.1 connection, as a player holds it. One
 // goroutine makes requests; close may come from any goroutine. A conn of
-// a loop task (lt set) is the task's alone, close included.
+// an event loop (lp set) is used by its tasks only, close included.
 type conn struct {
 	t      *target
 	dialer net.Dialer
@@ -105,8 +105,8 @@ type conn struct {
 	br     *bufio.Reader
 	req    []byte
 
-	lt *task     // the event-loop task that makes the requests; nil: a goroutine
-	ls *loopSock // lt's socket; nil until dialled
+	lp *evloop   // the event loop whose tasks make the requests; nil: a goroutine
+	ls *loopSock // the loop's socket; nil until dialled
 
 	mu     sync.Mutex
 	nc     net.Conn
@@ -225,7 +225,7 @@ func (c *conn) get(deadline time.Time, path []byte, body *[]byte) (result, error
 }
 
 func (c *conn) try(deadline time.Time, path []byte, body *[]byte) (res result, answered bool, err error) {
-	if c.lt != nil {
+	if c.lp != nil {
 		return c.tryLoop(deadline, path, body)
 	}
 	nc, err := c.current()
@@ -252,14 +252,15 @@ func (c *conn) try(deadline time.Time, path []byte, body *[]byte) (res result, a
 	return c.finish(res, body)
 }
 
-// tryLoop is try on a loop task's socket: no poller, no runtime timers.
+// tryLoop is try for the running task of c's loop: no poller, no runtime
+// timers.
 func (c *conn) tryLoop(deadline time.Time, path []byte, body *[]byte) (res result, answered bool, err error) {
 	if c.closed {
 		return res, false, errClosed
 	}
 	due := deadline.UnixNano()
 	if c.ls == nil {
-		ls, err := c.lt.dial(c.t.dialAP, c.local, due)
+		ls, err := c.lp.dial(c.t.dialAP, c.local, due)
 		if err != nil {
 			return res, false, err
 		}

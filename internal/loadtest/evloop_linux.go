@@ -53,6 +53,7 @@ type evloop struct {
 	n      int                // events from the last epoll_wait
 	pollFn func(uintptr) bool // pollNow for rc.Read, bound once
 
+	cur      *task // the task running now
 	closing  bool
 	nextScan int64     // unix ns: scan for expired deadlines then
 	parkedTo time.Time // f's read deadline
@@ -83,6 +84,7 @@ const (
 	stateRunning taskState = iota
 	stateIO                // waiting for an event on fd, or due
 	stateSleep             // waiting for due
+	stateParked            // waiting for another task's unpark
 	stateReady             // to be resumed
 )
 
@@ -215,19 +217,34 @@ func (lp *evloop) takeIncoming() (exit bool) {
 }
 
 func (lp *evloop) start(fn func(*task)) {
+	lp.resume(lp.newTask(fn))
+}
+
+// spawn starts fn as another task of the loop, from one of its tasks; it
+// first runs when the calling task waits.
+func (lp *evloop) spawn(fn func(*task)) *task {
+	t := lp.newTask(fn)
+	lp.makeReady(t, wokeIO)
+	return t
+}
+
+func (lp *evloop) newTask(fn func(*task)) *task {
 	t := &task{lp: lp, fd: -1, idx: len(lp.tasks)}
 	lp.tasks = append(lp.tasks, t)
 	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
 		t.yield = yield
 		fn(t)
 	})
-	lp.resume(t)
+	return t
 }
 
 // resume runs t until it waits again or returns.
 func (lp *evloop) resume(t *task) {
 	t.state = stateRunning
-	if _, more := t.next(); more {
+	lp.cur = t
+	_, more := t.next()
+	lp.cur = nil
+	if more {
 		return
 	}
 	t.stop()
@@ -242,7 +259,7 @@ func (lp *evloop) resume(t *task) {
 func (lp *evloop) closeAll() {
 	lp.closing = true
 	for _, t := range lp.tasks {
-		if t.state == stateIO || t.state == stateSleep {
+		if t.state == stateIO || t.state == stateSleep || t.state == stateParked {
 			lp.makeReady(t, wokeClosing)
 		}
 	}
@@ -323,9 +340,16 @@ func (lp *evloop) dispatch() {
 // (os.ErrDeadlineExceeded) or the loop closes (errClosed). A wake-up may
 // be spurious: callers retry their system call.
 func (t *task) waitIO(fd int, due int64) error {
-	if t.lp.closing {
+	lp := t.lp
+	if lp.closing {
 		return errClosed
 	}
+	// A connection may serve two tasks in turn (a hint listener's media
+	// connection): its events go to the one waiting.
+	for fd >= len(lp.byFD) {
+		lp.byFD = append(lp.byFD, nil)
+	}
+	lp.byFD[fd] = t
 	t.state, t.fd, t.due = stateIO, fd, due
 	return t.suspend()
 }
@@ -339,6 +363,23 @@ func (t *task) sleep(d time.Duration) {
 	t.state, t.due = stateSleep, time.Now().Add(d).UnixNano()
 	t.lp.sleeps.push(sleeper{due: t.due, t: t, gen: t.gen})
 	t.suspend()
+}
+
+// park yields until another task of the loop calls unpark, or the loop
+// closes (errClosed).
+func (t *task) park() error {
+	if t.lp.closing {
+		return errClosed
+	}
+	t.state = stateParked
+	return t.suspend()
+}
+
+// unpark makes t, when parked, run again; called by the loop's tasks.
+func (t *task) unpark() {
+	if t.state == stateParked {
+		t.lp.makeReady(t, wokeIO)
+	}
 }
 
 func (t *task) suspend() error {
@@ -405,14 +446,15 @@ func (h *sleepHeap) pop() sleeper {
 // loopSock is a plain TCP connection of a loop task: read raw, with the
 // request written inside the read that awaits its answer, as rawIO does.
 type loopSock struct {
-	t   *task
+	lp  *evloop
 	fd  int
 	req []byte // not yet written; the next Read writes it first
 	due int64  // the current request's deadline, unix ns
 }
 
-// dial connects to addr from local (when valid) before due.
-func (t *task) dial(addr netip.AddrPort, local netip.Addr, due int64) (*loopSock, error) {
+// dial connects to addr from local (when valid) before due, for the
+// running task.
+func (lp *evloop) dial(addr netip.AddrPort, local netip.Addr, due int64) (*loopSock, error) {
 	family := unix.AF_INET
 	if !addr.Addr().Is4() {
 		family = unix.AF_INET6
@@ -421,7 +463,7 @@ func (t *task) dial(addr netip.AddrPort, local netip.Addr, due int64) (*loopSock
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	s := &loopSock{t: t, fd: fd}
+	s := &loopSock{lp: lp, fd: fd}
 	fail := func(what string, err error) (*loopSock, error) {
 		s.close()
 		return nil, os.NewSyscallError(what, err)
@@ -435,18 +477,13 @@ func (t *task) dial(addr netip.AddrPort, local netip.Addr, due int64) (*loopSock
 			return fail("bind", err)
 		}
 	}
-	lp := t.lp
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fail("epoll_ctl", err)
 	}
-	for fd >= len(lp.byFD) {
-		lp.byFD = append(lp.byFD, nil)
-	}
-	lp.byFD[fd] = t
 	err = unix.Connect(fd, sockaddr(addr))
 	for err == unix.EINPROGRESS || err == unix.EALREADY || err == unix.EINTR {
-		if werr := t.waitIO(fd, due); werr != nil {
+		if werr := lp.cur.waitIO(fd, due); werr != nil {
 			s.close()
 			return nil, werr
 		}
@@ -481,7 +518,7 @@ func (s *loopSock) close() {
 	if s.fd < 0 {
 		return
 	}
-	if lp := s.t.lp; s.fd < len(lp.byFD) && lp.byFD[s.fd] == s.t {
+	if lp := s.lp; s.fd < len(lp.byFD) {
 		lp.byFD[s.fd] = nil
 	}
 	unix.Close(s.fd)
@@ -519,7 +556,7 @@ func (s *loopSock) Read(p []byte) (int, error) {
 			}
 		}
 		skip = false
-		if err := s.t.waitIO(s.fd, s.due); err != nil {
+		if err := s.lp.cur.waitIO(s.fd, s.due); err != nil {
 			return 0, err
 		}
 	}
@@ -533,7 +570,7 @@ func (s *loopSock) Write(p []byte) (int, error) {
 		switch {
 		case err == syscall.EINTR:
 		case err == syscall.EAGAIN:
-			if werr := s.t.waitIO(s.fd, s.due); werr != nil {
+			if werr := s.lp.cur.waitIO(s.fd, s.due); werr != nil {
 				return sent, werr
 			}
 		case err != nil:

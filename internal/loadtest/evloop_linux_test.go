@@ -66,7 +66,7 @@ func loopConn(t *testing.T, url string, local netip.Addr, fn func(c *conn)) {
 	t.Helper()
 	c := newConn(testTarget(t, url), local)
 	inLoop(t, func(tk *task) {
-		c.lt = tk
+		c.lp = tk.lp
 		defer c.close()
 		fn(c)
 	})
@@ -163,7 +163,7 @@ func TestLoopConnRedialsAStaleKeepAliveConnection(t *testing.T) {
 			res, err := c.get(soon(), []byte("/"), nil)
 			assert.NoError(t, err)
 			assert.Equal(t, 200, res.status)
-			c.lt.sleep(10 * time.Millisecond) // let the close land
+			c.lp.cur.sleep(10 * time.Millisecond) // let the close land
 		}
 	})
 	require.EqualValues(t, 3, conns.Load())
@@ -202,7 +202,7 @@ func TestLoopConnFailures(t *testing.T) {
 		c := newConn(testTarget(t, addr), netip.Addr{})
 		errs := make(chan error, 2)
 		require.True(t, lp.add(func(tk *task) {
-			c.lt = tk
+			c.lp = tk.lp
 			defer c.close()
 			_, err := c.get(soon(), []byte("/"), nil)
 			errs <- err

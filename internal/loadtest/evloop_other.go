@@ -19,10 +19,13 @@ func newEvloop(context.Context) (*evloop, error) { return nil, errors.New("no ev
 func (*evloop) add(func(*task)) bool             { return false }
 func (*evloop) run()                             {}
 
-type task struct{}
+type task struct{ lp *evloop }
 
-func (*task) sleep(time.Duration) {}
-func (*task) dial(netip.AddrPort, netip.Addr, int64) (*loopSock, error) {
+func (*task) sleep(time.Duration)       {}
+func (*task) park() error               { return errClosed }
+func (*task) unpark()                   {}
+func (*evloop) spawn(func(*task)) *task { return nil }
+func (*evloop) dial(netip.AddrPort, netip.Addr, int64) (*loopSock, error) {
 	return nil, errors.New("no event loop here")
 }
 

@@ -58,6 +58,7 @@ func TestBothListenerModelsAreClean(t *testing.T) {
 		require.EqualValues(t, 9, rep.Total.Playing, "goroutines %v", goroutines)
 		require.Positive(t, rep.Behaviours["ll"].Requests["part"], "goroutines %v", goroutines)
 		require.Positive(t, rep.Behaviours["legacy"].Requests["segment"], "goroutines %v", goroutines)
+		require.Positive(t, rep.Behaviours["hint"].Requests["hinted_part"], "goroutines %v", goroutines)
 	}
 }
 

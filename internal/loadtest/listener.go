@@ -14,8 +14,8 @@ var errStatus = errors.New("HTTP error status")
 // errHold is a blocking playlist request answered without the part it named.
 var errHold = errors.New("blocking playlist request answered without the requested part")
 
-// listener is one simulated player. Its fields belong to its goroutine; the
-// hint fetcher's goroutine only touches the hintFetcher.
+// listener is one simulated player. Its fields belong to its goroutine (or
+// loop task); the hint fetcher only touches the hintFetcher.
 type listener struct {
 	r  *runner
 	g  *group
@@ -72,9 +72,9 @@ func (l *listener) run(ctx context.Context) {
 		defer stop()
 	}
 	if l.be == Hint {
-		l.hint = &hintFetcher{l: l, jobs: make(chan struct{}), done: make(chan hintResult)}
-		go l.hint.run()
-		defer close(l.hint.jobs)
+		l.hint = &hintFetcher{l: l}
+		l.hint.start()
+		defer l.hint.quit()
 	}
 	defer l.finish()
 
@@ -556,14 +556,14 @@ func (l *listener) hintStep(ctx context.Context) error {
 		if l.hint.path, err = l.r.resolve.appendPath(l.hint.path[:0], pl.hint); err != nil {
 			hinting = false
 		} else {
-			l.hint.jobs <- struct{}{}
+			l.hint.request()
 		}
 	}
 	// Safari asks for a whole segment at a segment boundary.
 	err := l.fetchPlaylist(ctx, kindBlocking, at, at.idx > 0, false)
 	var hr hintResult
 	if hinting {
-		hr = <-l.hint.done
+		hr = l.hint.result()
 	}
 	if hinting && !l.hintDone(ctx, &hr, err == nil && l.pl.ended) {
 		hr = hintResult{}
@@ -592,12 +592,21 @@ func (l *listener) hintStep(ctx context.Context) error {
 }
 
 // hintFetcher requests hinted parts on the listener's second connection
-// while the listener blocks on the playlist. It only does the I/O.
+// while the listener blocks on the playlist. It only does the I/O: on a
+// goroutine of its own, or, when the listener is a loop task, as a second
+// task of the same loop.
 type hintFetcher struct {
 	l    *listener
 	path []byte // set by the listener before each job
-	jobs chan struct{}
+
+	jobs chan struct{} // goroutine
 	done chan hintResult
+
+	t        *task // loop task
+	job      bool
+	finished bool
+	stop     bool
+	res      hintResult
 }
 
 type hintResult struct {
@@ -605,11 +614,71 @@ type hintResult struct {
 	err error
 }
 
+func (h *hintFetcher) start() {
+	if lt := h.l.t; lt != nil {
+		h.t = lt.lp.spawn(h.runTask)
+		return
+	}
+	h.jobs, h.done = make(chan struct{}), make(chan hintResult)
+	go h.run()
+}
+
+// request starts fetching h.path; result waits for the outcome.
+func (h *hintFetcher) request() {
+	if h.t == nil {
+		h.jobs <- struct{}{}
+		return
+	}
+	h.job, h.finished = true, false
+	h.t.unpark()
+}
+
+func (h *hintFetcher) result() hintResult {
+	if h.t == nil {
+		return <-h.done
+	}
+	for !h.finished {
+		if h.l.t.park() != nil {
+			return hintResult{err: errClosed}
+		}
+	}
+	return h.res
+}
+
+func (h *hintFetcher) quit() {
+	if h.t == nil {
+		close(h.jobs)
+		return
+	}
+	h.stop = true
+	h.t.unpark()
+}
+
 // run does the requests; the listener records them (hintDone).
 func (h *hintFetcher) run() {
 	for range h.jobs {
 		res, err := h.l.mc.get(h.l.deadline(), h.path, nil)
 		h.done <- hintResult{res, err}
+	}
+}
+
+// runTask is run as a loop task.
+func (h *hintFetcher) runTask(t *task) {
+	mc := h.l.mc
+	defer mc.close()
+	for {
+		for !h.job && !h.stop {
+			if t.park() != nil {
+				return
+			}
+		}
+		if h.stop {
+			return
+		}
+		h.job = false
+		res, err := mc.get(h.l.deadline(), h.path, nil)
+		h.res, h.finished = hintResult{res, err}, true
+		h.l.t.unpark()
 	}
 }
 

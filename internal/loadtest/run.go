@@ -6,9 +6,9 @@
 //
 // Each listener has its own keep-alive HTTP/1.1 connection (two for the
 // hint behaviour), made from a spread of loopback source addresses when the
-// target is loopback. On Linux, ll and legacy listeners over plain HTTP run
-// as coroutines of one epoll loop per GOMAXPROCS (evloop); hint listeners,
-// TLS and other systems have a goroutine each. Recording never allocates:
+// target is loopback. On Linux, listeners over plain HTTP run as
+// coroutines of one epoll loop per GOMAXPROCS (evloop); over TLS and on
+// other systems each has a goroutine (two for hint). Recording never allocates:
 // counters and histograms are fixed arrays of atomics.
 package loadtest
 
@@ -130,8 +130,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // launch starts the listeners, evenly over the ramp: on the event loops
-// round robin when there are any, except hint listeners, whose two
-// requests at once need goroutines.
+// round robin when there are any.
 func (r *runner) launch(ctx context.Context, behaviours []Behaviour, loops []*evloop, wg *sync.WaitGroup) {
 	n := len(behaviours)
 	timer := time.NewTimer(time.Hour)
@@ -161,12 +160,14 @@ func (r *runner) launch(ctx context.Context, behaviours []Behaviour, loops []*ev
 		if b == Hint {
 			l.mc = newConn(r.target, local)
 		}
-		if len(loops) == 0 || b == Hint {
+		if len(loops) == 0 {
 			wg.Go(func() { l.run(ctx) })
 			continue
 		}
-		if !loops[i%len(loops)].add(func(t *task) {
-			l.t, l.c.lt = t, t
+		lp := loops[i%len(loops)]
+		l.c.lp, l.mc.lp = lp, lp
+		if !lp.add(func(t *task) {
+			l.t = t
 			l.run(ctx)
 		}) {
 			return
