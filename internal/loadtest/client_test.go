@@ -360,3 +360,38 @@ func TestResolver(t *testing.T) {
 		_, _ = r.appendPath(make([]byte, 0, 64), []byte("123-4.1.m4s"))
 	}))
 }
+
+// FuzzReadResponse feeds arbitrary server output to the response reader:
+// it must never panic, and what it accepts must be consistent.
+func FuzzReadResponse(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), true)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n"), true)
+	f.Add([]byte("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"), false)
+	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\nuntil close"), true)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n"), true)
+	f.Fuzz(func(t *testing.T, data []byte, keepBody bool) {
+		c := &conn{br: bufio.NewReaderSize(bytes.NewReader(data), readBufSize)}
+		var res result
+		var body []byte
+		bp := &body
+		if !keepBody {
+			bp = nil
+		}
+		_, err := c.readResponse(&res, bp)
+		if err != nil {
+			return
+		}
+		if res.status < 200 && res.status != 101 || res.status > 999 {
+			t.Fatalf("accepted status %d", res.status)
+		}
+		if len(body) > maxBody {
+			t.Fatalf("kept a body of %d bytes", len(body))
+		}
+		if keepBody && res.n != int64(len(body)) {
+			t.Fatalf("counted %d body bytes, kept %d", res.n, len(body))
+		}
+		if res.n > int64(len(data)) {
+			t.Fatalf("counted %d body bytes from %d bytes of input", res.n, len(data))
+		}
+	})
+}

@@ -26,7 +26,7 @@ import (
 // goroutine in Go's poller and each answer makes the scheduler find it,
 // queue it and switch to it; in a profile at 2,000 listeners that was a
 // tenth of the generator's CPU, and the generator, which shares the
-// machine with the server it measures, is what runs out of CPU first at
+// machine with the server it measures, was what ran out of CPU first at
 // 5,000. Here a listener that has to wait yields to the loop, and the loop
 // resumes it directly when epoll reports its socket (a coroutine switch
 // costs about a quarter of a goroutine hand-off through a channel, and
@@ -35,7 +35,8 @@ import (
 //
 // The loop goroutine parks in Go's poller on the epoll descriptor itself,
 // so an idle loop costs nothing and other goroutines (the ramp, the
-// progress line, hint listeners) are scheduled as usual. Timeouts and
+// progress line) are scheduled as usual. Tasks of one loop can wait for
+// each other (park, unpark: a hint listener and its fetcher). Timeouts and
 // sleeps are the loop's: request deadlines (seconds) are checked by a
 // scan of its tasks every ioScan, sleeps are kept in a heap.
 type evloop struct {
@@ -291,13 +292,10 @@ func (lp *evloop) timers(now int64) {
 }
 
 // park collects what epoll has; when it has nothing, it waits in Go's
-// poller until it has, or until the next timer.
+// poller until it has, or until the next timer. (Nothing is ready when it
+// is called: the tasks that run make each other ready within one pass.)
 func (lp *evloop) park() {
 	lp.n = 0
-	if len(lp.ready) > 0 { // timers already woke someone: just look
-		lp.pollNow()
-		return
-	}
 	to := lp.nextScan
 	if len(lp.sleeps) > 0 {
 		to = min(to, lp.sleeps[0].due)

@@ -57,8 +57,9 @@ func (l *listener) run(ctx context.Context) {
 	l.joined = time.Now()
 	l.g.listeners.Add(1)
 	if l.t != nil {
-		// The loop wakes its tasks when ctx is done; the connections are
-		// the task's alone.
+		// The loop wakes its tasks when ctx is done, and only its tasks
+		// may close their connections: this one closes the playlist
+		// connection, a hint fetcher its media connection.
 		defer l.c.close()
 	} else {
 		l.timer = time.NewTimer(time.Hour)
