@@ -10,9 +10,11 @@
 #
 # Each N runs each server in SERVERS against the same epoll listeners:
 # "loop" (one epoll thread), "goroutines" (a goroutine per connection over
-# Go's poller, as amphi's h1 server runs), "origin" (amphi demo --preset low,
-# followed through /live/demo/audio.m3u8) and "edge" (an amphi edge in front
-# of that origin). Every line gives the server's CPU per delivered part and
+# Go's poller, as amphi's h1 server runs), "coro" (the goroutine server's
+# code per connection run as coroutines of an epoll loop, as amphi's
+# generator runs its listeners; not in the default set), "origin" (amphi
+# demo --preset low, followed through /live/demo/audio.m3u8) and "edge" (an
+# amphi edge in front of that origin). Every line gives the server's CPU per delivered part and
 # the listeners' spread: how long after the first listener each one got a
 # part.
 #
@@ -75,9 +77,10 @@ for n in $LISTENERS; do
 		port=$(free_port)
 		args=(-connect "127.0.0.1:$port" -conns "$n" -duration "$DURATION" -ramp "$RAMP")
 		case $mode in
-		loop | goroutines)
+		loop | goroutines | coro)
 			flags=()
 			[ "$mode" = goroutines ] && flags=(-goroutines)
+			[ "$mode" = coro ] && flags=(-coro)
 			"${SRV[@]}" "$FLOOR" -serve "127.0.0.1:$port" "${flags[@]}" >"$WORK/server.out" &
 			server=$!
 			PIDS+=("$server")

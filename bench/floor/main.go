@@ -46,6 +46,7 @@ import (
 func main() {
 	serveAddr := flag.String("serve", "", "listen on this address and answer until interrupted")
 	goroutines := flag.Bool("goroutines", false, "serve with a goroutine per connection over Go's poller, as amphi's h1 does, instead of one epoll loop")
+	coro := flag.Bool("coro", false, "serve with the goroutine server's code per connection, run as coroutines of an epoll loop")
 	connect := flag.String("connect", "", "the server's address, for the listeners")
 	hlsPath := flag.String("hls", "", "with -connect: follow this LL-HLS media playlist of an amphi origin or edge (e.g. /live/demo/audio.m3u8) instead of a floor server")
 	conns := flag.Int("conns", 2000, "listeners (one connection each)")
@@ -65,13 +66,17 @@ func main() {
 		stop := make(chan struct{})
 		go func() { <-sig; close(stop) }()
 		var r serverReport
-		if *goroutines {
+		if *goroutines || *coro {
 			runtime.UnlockOSThread()
 			var ln net.Listener
 			if ln, err = net.Listen("tcp", *serveAddr); err != nil {
 				break
 			}
-			r, err = serveGoroutines(ln, *period, *plSize, *partSize, stop)
+			if *coro {
+				r, err = serveCoro(ln, *period, *plSize, *partSize, stop)
+			} else {
+				r, err = serveGoroutines(ln, *period, *plSize, *partSize, stop)
+			}
 		} else {
 			var lfd int
 			if lfd, _, err = listen(*serveAddr); err != nil {

@@ -17,7 +17,7 @@ import (
 // server answers two requests per part.
 func TestFloor(t *testing.T) {
 	const period = 50 * time.Millisecond
-	for _, mode := range []string{"loop", "goroutines"} {
+	for _, mode := range []string{"loop", "goroutines", "coro"} {
 		t.Run(mode, func(t *testing.T) {
 			stop := make(chan struct{})
 			done := make(chan serverReport, 1)
@@ -41,8 +41,12 @@ func TestFloor(t *testing.T) {
 					t.Fatal(err)
 				}
 				addr = ln.Addr().String()
+				srv := serveGoroutines
+				if mode == "coro" {
+					srv = serveCoro
+				}
 				go func() {
-					r, err := serveGoroutines(ln, period, 1500, 620, stop)
+					r, err := srv(ln, period, 1500, 620, stop)
 					if err != nil {
 						t.Error(err)
 					}
