@@ -52,7 +52,11 @@ func loadtestCommand(o *loadtestOptions) *cobra.Command {
 			"fetches whole segments. --ramp 0 makes every listener join at once.\n\n" +
 			"Each listener keeps its own keep-alive connection (hint: two); against\n" +
 			"a loopback target they come from 127.0.0.1-127.0.0.254 so tens of\n" +
-			"thousands of connections do not run out of ports. The exit status is 1\n" +
+			"thousands of connections do not run out of ports. On Linux, over plain\n" +
+			"HTTP, the listeners run as coroutines of one epoll loop per core the\n" +
+			"generator may use (--procs), so that it takes as little CPU as it can\n" +
+			"from the server it measures (--goroutines: a goroutine each, as\n" +
+			"before). The exit status is 1\n" +
 			"when --max-stall-ratio or --max-errors is exceeded.",
 		Example: "  amphi loadtest http://127.0.0.1:8080/live/demo/index.m3u8 --listeners 2000 --duration 30s\n" +
 			"  amphi loadtest http://edge:8081/live/demo/audio.m3u8 --listeners 5000 --ramp 0 --duration 20s \\\n" +
