@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -59,6 +60,11 @@ func TestBothListenerModelsAreClean(t *testing.T) {
 		require.Positive(t, rep.Behaviours["ll"].Requests["part"], "goroutines %v", goroutines)
 		require.Positive(t, rep.Behaviours["legacy"].Requests["segment"], "goroutines %v", goroutines)
 		require.Positive(t, rep.Behaviours["hint"].Requests["hinted_part"], "goroutines %v", goroutines)
+		if goroutines || !evloopAvailable {
+			require.Zero(t, rep.Generator.EventLoops)
+		} else {
+			require.Equal(t, runtime.GOMAXPROCS(0), rep.Generator.EventLoops)
+		}
 	}
 }
 

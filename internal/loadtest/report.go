@@ -100,6 +100,9 @@ type GeneratorReport struct {
 	MaxRSSMiB      float64 `json:"max_rss_mib"`
 	SourceAddrs    int     `json:"source_addresses"` // local addresses spread over
 	RequestTimeout float64 `json:"request_timeout_s"`
+	// EventLoops is how many event loops ran the listeners; 0: each had
+	// a goroutine (TLS, not Linux, or Config.Goroutines).
+	EventLoops int `json:"event_loops"`
 }
 
 // ThresholdsReport is the verdict on --max-stall-ratio and --max-errors.
@@ -217,6 +220,7 @@ func (r *runner) report(elapsed, user, sys time.Duration, maxRSSKiB int64) *Repo
 		MaxRSSMiB:      round(float64(maxRSSKiB)/1024, 1),
 		SourceAddrs:    len(r.sources),
 		RequestTimeout: seconds(r.timeout),
+		EventLoops:     r.loops,
 	}
 	if secs > 0 {
 		rep.Generator.Cores = round(cpu.Seconds()/secs, 3)
@@ -393,8 +397,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		return err
 	}
 	gen := r.Generator
-	fmt.Fprintf(&b, "\ngenerator: %.2f CPU-s (%.2f cores; user %.2f, system %.2f), %.1f µs CPU per request, max RSS %.0f MiB, %d source addresses\n",
-		gen.CPUSeconds, gen.Cores, gen.UserSeconds, gen.SystemSeconds, gen.MicrosPerReq, gen.MaxRSSMiB, gen.SourceAddrs)
+	model := "a goroutine per listener"
+	switch {
+	case gen.EventLoops == 1:
+		model = "1 event loop"
+	case gen.EventLoops > 1:
+		model = fmt.Sprintf("%d event loops", gen.EventLoops)
+	}
+	fmt.Fprintf(&b, "\ngenerator: %.2f CPU-s (%.2f cores; user %.2f, system %.2f), %.1f µs CPU per request, max RSS %.0f MiB, %d source addresses, %s\n",
+		gen.CPUSeconds, gen.Cores, gen.UserSeconds, gen.SystemSeconds, gen.MicrosPerReq, gen.MaxRSSMiB, gen.SourceAddrs, model)
 	if t := r.Thresholds; t != nil {
 		if t.Passed {
 			b.WriteString("thresholds: passed\n")

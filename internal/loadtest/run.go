@@ -38,6 +38,7 @@ type runner struct {
 	stream           streamInfo
 
 	groups [nBehaviours]*group
+	loops  int // event loops running the listeners; 0: goroutines
 	start  time.Time
 	end    time.Time
 	// rampEnd (unix nanoseconds) is the end of the ramp, by which every
@@ -105,6 +106,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			wg.Go(lp.run)
 		}
 	}
+	r.loops = len(loops)
 	behaviours := cfg.Mix.assign(cfg.Listeners)
 	wg.Go(func() { r.launch(runCtx, behaviours, loops, &wg) })
 	var progressDone chan struct{}
