@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -65,6 +66,32 @@ func readRequest(br *bufio.Reader) bool {
 	}
 }
 
+// eachModel runs body with a conn to url as each listener model makes
+// requests: from a goroutine, and as a task of an event loop where there
+// are loops. body reports with assert, not require: on a loop it does not
+// run on the test's goroutine.
+func eachModel(t *testing.T, url string, local netip.Addr, body func(t *testing.T, c *conn)) {
+	t.Helper()
+	t.Run("goroutine", func(t *testing.T) {
+		c := newConn(testTarget(t, url), local)
+		defer c.close()
+		body(t, c)
+	})
+	if evloopAvailable {
+		t.Run("loop", func(t *testing.T) {
+			loopConn(t, url, local, func(c *conn) { body(t, c) })
+		})
+	}
+}
+
+// models is how many runs eachModel makes.
+func models() int64 {
+	if evloopAvailable {
+		return 2
+	}
+	return 1
+}
+
 func TestConnKeepsOneConnectionAlive(t *testing.T) {
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,19 +104,22 @@ func TestConnKeepsOneConnectionAlive(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	c := newConn(testTarget(t, srv.URL), netip.Addr{})
-	defer c.close()
-	var body []byte
-	for i := range 20 {
-		path := "/x?_HLS_msn=" + string(rune('a'+i))
-		res, err := c.get(soon(), []byte(path), &body)
-		require.NoError(t, err)
-		require.Equal(t, 200, res.status)
-		require.Equal(t, path, string(body))
-		require.EqualValues(t, len(path), res.n)
-		require.False(t, res.held.Before(res.sent))
-	}
-	require.EqualValues(t, 1, conns.Load())
+	eachModel(t, srv.URL, netip.Addr{}, func(t *testing.T, c *conn) {
+		var body []byte
+		for i := range 20 {
+			path := "/x?_HLS_msn=" + string(rune('a'+i))
+			res, err := c.get(soon(), []byte(path), &body)
+			if !assert.NoError(t, err) {
+				return
+			}
+			assert.Equal(t, 200, res.status)
+			assert.Equal(t, path, string(body))
+			assert.EqualValues(t, len(path), res.n)
+			assert.False(t, res.held.Before(res.sent))
+		}
+		assert.Equal(t, 1, c.dials)
+	})
+	require.EqualValues(t, models(), conns.Load(), "one connection for each model")
 }
 
 // Plain TCP connections take the raw path (the request written inside the
@@ -129,7 +159,8 @@ func TestConnOverTLSAndRaw(t *testing.T) {
 }
 
 // A request larger than the socket takes at once is finished with a
-// blocking write before the answer is read.
+// write that waits for room (on a loop, the loop waits) before the answer
+// is read.
 func TestConnRawRequestThatFillsTheSocket(t *testing.T) {
 	if !rawAvailable {
 		t.Skip("no raw path on this system")
@@ -139,20 +170,24 @@ func TestConnRawRequestThatFillsTheSocket(t *testing.T) {
 			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 		}
 	})
-	c := newConn(testTarget(t, addr), netip.Addr{})
-	defer c.close()
-	var body []byte
-	_, err := c.get(soon(), []byte("/small"), &body)
-	require.NoError(t, err)
-	require.NoError(t, c.nc.(*net.TCPConn).SetWriteBuffer(4096))
-	path := []byte("/" + strings.Repeat("a", 1<<20))
-	for range 2 {
-		res, err := c.get(soon(), path, &body)
-		require.NoError(t, err)
-		require.Equal(t, 200, res.status)
-		require.Equal(t, "ok", string(body))
-	}
-	require.Equal(t, 1, c.dials)
+	eachModel(t, addr, netip.Addr{}, func(t *testing.T, c *conn) {
+		var body []byte
+		_, err := c.get(soon(), []byte("/small"), &body)
+		assert.NoError(t, err)
+		if c.ls != nil {
+			assert.NoError(t, setLoopSendBuffer(c, 4096))
+		} else {
+			assert.NoError(t, c.nc.(*net.TCPConn).SetWriteBuffer(4096))
+		}
+		path := []byte("/" + strings.Repeat("a", 1<<20))
+		for range 2 {
+			res, err := c.get(soon(), path, &body)
+			assert.NoError(t, err)
+			assert.Equal(t, 200, res.status)
+			assert.Equal(t, "ok", string(body))
+		}
+		assert.Equal(t, 1, c.dials)
+	})
 }
 
 func TestConnReadsChunkedBodies(t *testing.T) {
@@ -163,18 +198,18 @@ func TestConnReadsChunkedBodies(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c := newConn(testTarget(t, srv.URL), netip.Addr{})
-	defer c.close()
-	var body []byte
-	for range 2 {
-		res, err := c.get(soon(), []byte("/"), &body)
-		require.NoError(t, err)
-		require.Equal(t, "#EXTM3U\n"+strings.Repeat("x", 5000)+"\nend", string(body))
-		// Dropped bodies are counted the same.
-		res, err = c.get(soon(), []byte("/"), nil)
-		require.NoError(t, err)
-		require.EqualValues(t, 5012, res.n)
-	}
+	eachModel(t, srv.URL, netip.Addr{}, func(t *testing.T, c *conn) {
+		var body []byte
+		for range 2 {
+			_, err := c.get(soon(), []byte("/"), &body)
+			assert.NoError(t, err)
+			assert.Equal(t, "#EXTM3U\n"+strings.Repeat("x", 5000)+"\nend", string(body))
+			// Dropped bodies are counted the same.
+			res, err := c.get(soon(), []byte("/"), nil)
+			assert.NoError(t, err)
+			assert.EqualValues(t, 5012, res.n)
+		}
+	})
 }
 
 func TestConnResponseShapes(t *testing.T) {
@@ -200,18 +235,19 @@ func TestConnResponseShapes(t *testing.T) {
 					c.Write([]byte(tc.answer))
 				}
 			})
-			c := newConn(testTarget(t, addr), netip.Addr{})
-			defer c.close()
-			var body []byte
-			res, err := c.get(soon(), []byte("/"), &body)
-			if tc.err >= 0 {
-				require.Error(t, err)
-				require.Equal(t, tc.err, classify(err), "%v", err)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tc.status, res.status)
-			require.Equal(t, tc.body, string(body))
+			eachModel(t, addr, netip.Addr{}, func(t *testing.T, c *conn) {
+				var body []byte
+				res, err := c.get(soon(), []byte("/"), &body)
+				if tc.err >= 0 {
+					if assert.Error(t, err) {
+						assert.Equal(t, tc.err, classify(err), "%v", err)
+					}
+					return
+				}
+				assert.NoError(t, err)
+				assert.Equal(t, tc.status, res.status)
+				assert.Equal(t, tc.body, string(body))
+			})
 		})
 	}
 }
@@ -227,15 +263,15 @@ func TestConnRedialsAStaleKeepAliveConnection(t *testing.T) {
 			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 		}
 	})
-	c := newConn(testTarget(t, addr), netip.Addr{})
-	defer c.close()
-	for range 3 {
-		res, err := c.get(soon(), []byte("/"), nil)
-		require.NoError(t, err)
-		require.Equal(t, 200, res.status)
-		time.Sleep(10 * time.Millisecond) // let the close land
-	}
-	require.EqualValues(t, 3, conns.Load())
+	eachModel(t, addr, netip.Addr{}, func(t *testing.T, c *conn) {
+		for range 3 {
+			res, err := c.get(soon(), []byte("/"), nil)
+			assert.NoError(t, err)
+			assert.Equal(t, 200, res.status)
+			time.Sleep(10 * time.Millisecond) // let the close land
+		}
+	})
+	require.EqualValues(t, 3*models(), conns.Load())
 }
 
 func TestConnFailures(t *testing.T) {
@@ -244,18 +280,23 @@ func TestConnFailures(t *testing.T) {
 		require.NoError(t, err)
 		addr := ln.Addr().String()
 		ln.Close()
-		c := newConn(testTarget(t, "http://"+addr), netip.Addr{})
-		_, err = c.get(soon(), []byte("/"), nil)
-		require.Equal(t, errKindRefused, classify(err), "%v", err)
+		eachModel(t, "http://"+addr, netip.Addr{}, func(t *testing.T, c *conn) {
+			_, err := c.get(soon(), []byte("/"), nil)
+			assert.Equal(t, errKindRefused, classify(err), "%v", err)
+		})
 	})
 	t.Run("timeout", func(t *testing.T) {
 		addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 			readRequest(br)
-			time.Sleep(time.Second)
+			time.Sleep(2 * time.Second)
 		})
-		c := newConn(testTarget(t, addr), netip.Addr{})
-		_, err := c.get(time.Now().Add(100*time.Millisecond), []byte("/"), nil)
-		require.Equal(t, errKindTimeout, classify(err), "%v", err)
+		eachModel(t, addr, netip.Addr{}, func(t *testing.T, c *conn) {
+			start := time.Now()
+			_, err := c.get(time.Now().Add(100*time.Millisecond), []byte("/"), nil)
+			assert.Equal(t, errKindTimeout, classify(err), "%v", err)
+			// Goroutines may fire deadlineSlack late, loops check every ioScan.
+			assert.Less(t, time.Since(start), 100*time.Millisecond+deadlineSlack+time.Second)
+		})
 	})
 	t.Run("a shorter deadline after a longer one", func(t *testing.T) {
 		// setDeadline keeps a deadline that is late by little, never one
@@ -298,12 +339,12 @@ func TestConnUsesItsSourceAddress(t *testing.T) {
 		w.Write([]byte(host))
 	}))
 	defer srv.Close()
-	c := newConn(testTarget(t, srv.URL), netip.MustParseAddr("127.0.0.7"))
-	defer c.close()
-	var body []byte
-	_, err := c.get(soon(), []byte("/"), &body)
-	require.NoError(t, err)
-	require.Equal(t, "127.0.0.7", string(body))
+	eachModel(t, srv.URL, netip.MustParseAddr("127.0.0.7"), func(t *testing.T, c *conn) {
+		var body []byte
+		_, err := c.get(soon(), []byte("/"), &body)
+		assert.NoError(t, err)
+		assert.Equal(t, "127.0.0.7", string(body))
+	})
 }
 
 func TestConnDoesNotAllocatePerRequest(t *testing.T) {
@@ -320,19 +361,19 @@ func TestConnDoesNotAllocatePerRequest(t *testing.T) {
 			}
 		}
 	})
-	c := newConn(testTarget(t, addr), netip.Addr{})
-	defer c.close()
-	var body []byte
-	path := []byte("/live/x/audio.m3u8?_HLS_msn=12&_HLS_part=3")
-	_, err := c.get(soon(), path, &body)
-	require.NoError(t, err)
-	deadline := soon()
-	allocs := testing.AllocsPerRun(200, func() {
-		if _, err := c.get(deadline, path, &body); err != nil {
-			t.Fatal(err)
-		}
+	eachModel(t, addr, netip.Addr{}, func(t *testing.T, c *conn) {
+		var body []byte
+		path := []byte("/live/x/audio.m3u8?_HLS_msn=12&_HLS_part=3")
+		_, err := c.get(soon(), path, &body)
+		assert.NoError(t, err)
+		deadline := soon()
+		allocs := testing.AllocsPerRun(200, func() {
+			if _, err := c.get(deadline, path, &body); err != nil {
+				t.Error(err)
+			}
+		})
+		assert.Less(t, allocs, 1.0)
 	})
-	require.Less(t, allocs, 1.0)
 }
 
 func TestResolver(t *testing.T) {
