@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // Why not net/http: a Transport per listener costs two goroutines per
@@ -105,8 +107,8 @@ type conn struct {
 	br     *bufio.Reader
 	req    []byte
 
-	lp *evloop   // the event loop whose tasks make the requests; nil: a goroutine
-	ls *loopSock // the loop's socket; nil until dialled
+	lp *evloop.Loop // the event loop whose tasks make the requests; nil: a goroutine
+	ls *loopSock    // the loop's socket; nil until dialled
 
 	mu     sync.Mutex
 	nc     net.Conn
@@ -260,7 +262,7 @@ func (c *conn) tryLoop(deadline time.Time, path []byte, body *[]byte) (res resul
 	}
 	due := deadline.UnixNano()
 	if c.ls == nil {
-		ls, err := c.lp.dial(c.t.dialAP, c.local, due)
+		ls, err := dial(c.lp, c.t.dialAP, c.local, due)
 		if err != nil {
 			return res, false, err
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 func testTarget(t *testing.T, rawURL string) *target {
@@ -77,7 +79,7 @@ func eachModel(t *testing.T, url string, local netip.Addr, body func(t *testing.
 		defer c.close()
 		body(t, c)
 	})
-	if evloopAvailable {
+	if evloop.Available {
 		t.Run("loop", func(t *testing.T) {
 			loopConn(t, url, local, func(c *conn) { body(t, c) })
 		})
@@ -86,7 +88,7 @@ func eachModel(t *testing.T, url string, local netip.Addr, body func(t *testing.
 
 // models is how many runs eachModel makes.
 func models() int64 {
-	if evloopAvailable {
+	if evloop.Available {
 		return 2
 	}
 	return 1

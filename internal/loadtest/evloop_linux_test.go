@@ -7,26 +7,26 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // startLoop runs an event loop until the test ends; exited is closed when
 // its run returns.
-func startLoop(t *testing.T) (lp *evloop, cancel context.CancelFunc, exited chan struct{}) {
+func startLoop(t *testing.T) (lp *evloop.Loop, cancel context.CancelFunc, exited chan struct{}) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	lp, err := newEvloop(ctx)
+	lp, err := evloop.New(ctx)
 	require.NoError(t, err)
 	exited = make(chan struct{})
 	go func() {
 		defer close(exited)
-		lp.run()
+		lp.Run()
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -41,11 +41,11 @@ func startLoop(t *testing.T) (lp *evloop, cancel context.CancelFunc, exited chan
 
 // inLoop runs fn as a task of a fresh loop and waits for it. fn reports
 // with assert, not require: it does not run on the test's goroutine.
-func inLoop(t *testing.T, fn func(tk *task)) {
+func inLoop(t *testing.T, fn func(tk *evloop.Task)) {
 	t.Helper()
 	lp, _, _ := startLoop(t)
 	done := make(chan struct{})
-	require.True(t, lp.add(func(tk *task) {
+	require.True(t, lp.Add(func(tk *evloop.Task) {
 		defer close(done)
 		fn(tk)
 	}))
@@ -60,8 +60,8 @@ func inLoop(t *testing.T, fn func(tk *task)) {
 func loopConn(t *testing.T, url string, local netip.Addr, fn func(c *conn)) {
 	t.Helper()
 	c := newConn(testTarget(t, url), local)
-	inLoop(t, func(tk *task) {
-		c.lp = tk.lp
+	inLoop(t, func(tk *evloop.Task) {
+		c.lp = tk.Loop()
 		defer c.close()
 		fn(c)
 	})
@@ -83,8 +83,8 @@ func TestLoopConnFailures(t *testing.T) {
 		lp, cancel, exited := startLoop(t)
 		c := newConn(testTarget(t, addr), netip.Addr{})
 		errs := make(chan error, 2)
-		require.True(t, lp.add(func(tk *task) {
-			c.lp = tk.lp
+		require.True(t, lp.Add(func(tk *evloop.Task) {
+			c.lp = tk.Loop()
 			defer c.close()
 			_, err := c.get(soon(), []byte("/"), nil)
 			errs <- err
@@ -102,39 +102,6 @@ func TestLoopConnFailures(t *testing.T) {
 			}
 		}
 		<-exited
-		require.False(t, lp.add(func(*task) {}), "a loop that has exited takes no task")
+		require.False(t, lp.Add(func(*evloop.Task) {}), "a loop that has exited takes no task")
 	})
-}
-
-// Many tasks sleep for different times on one loop: each wakes after its
-// time (and not much later), and the loop exits once its context is done
-// and its tasks have returned.
-func TestLoopSleeps(t *testing.T) {
-	lp, cancel, exited := startLoop(t)
-	const n = 300
-	var wg sync.WaitGroup
-	var early, late atomic.Int64
-	for i := range n {
-		wg.Add(1)
-		d := time.Duration(i%30) * 10 * time.Millisecond
-		require.True(t, lp.add(func(tk *task) {
-			defer wg.Done()
-			for range 3 {
-				start := time.Now()
-				tk.sleep(d)
-				switch took := time.Since(start); {
-				case took < d:
-					early.Add(1)
-				case took > d+time.Second:
-					late.Add(1)
-				}
-			}
-		}))
-	}
-	wg.Wait()
-	require.Zero(t, early.Load())
-	require.Zero(t, late.Load())
-	cancel()
-	<-exited
-	require.Empty(t, lp.tasks)
 }

@@ -3,29 +3,15 @@
 package loadtest
 
 import (
-	"context"
 	"errors"
 	"net/netip"
-	"time"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // Event loops are Linux's (epoll); elsewhere every listener has its own
-// goroutine.
-const evloopAvailable = false
-
-type evloop struct{}
-
-func newEvloop(context.Context) (*evloop, error) { return nil, errors.New("no event loop here") }
-func (*evloop) add(func(*task)) bool             { return false }
-func (*evloop) run()                             {}
-
-type task struct{ lp *evloop }
-
-func (*task) sleep(time.Duration)       {}
-func (*task) park() error               { return errClosed }
-func (*task) unpark()                   {}
-func (*evloop) spawn(func(*task)) *task { return nil }
-func (*evloop) dial(netip.AddrPort, netip.Addr, int64) (*loopSock, error) {
+// goroutine, and there are no loop sockets.
+func dial(*evloop.Loop, netip.AddrPort, netip.Addr, int64) (*loopSock, error) {
 	return nil, errors.New("no event loop here")
 }
 

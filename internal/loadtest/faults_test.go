@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // runAgainst runs a short load test and returns its report.
@@ -60,7 +62,7 @@ func TestBothListenerModelsAreClean(t *testing.T) {
 		require.Positive(t, rep.Behaviours["ll"].Requests["part"], "goroutines %v", goroutines)
 		require.Positive(t, rep.Behaviours["legacy"].Requests["segment"], "goroutines %v", goroutines)
 		require.Positive(t, rep.Behaviours["hint"].Requests["hinted_part"], "goroutines %v", goroutines)
-		if goroutines || !evloopAvailable {
+		if goroutines || !evloop.Available {
 			require.Zero(t, rep.Generator.EventLoops)
 		} else {
 			require.Equal(t, runtime.GOMAXPROCS(0), rep.Generator.EventLoops)

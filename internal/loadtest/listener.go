@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // errStatus is a non-2xx answer (already counted by status).
@@ -20,9 +22,9 @@ type listener struct {
 	r  *runner
 	g  *group
 	be Behaviour
-	c  *conn // playlists; media too except for hint
-	mc *conn // media (hint: a second connection, as AVPlayer holds)
-	t  *task // the event-loop task it runs as; nil: its own goroutine
+	c  *conn        // playlists; media too except for hint
+	mc *conn        // media (hint: a second connection, as AVPlayer holds)
+	t  *evloop.Task // the event-loop task it runs as; nil: its own goroutine
 
 	pl   mediaPlaylist
 	body []byte
@@ -153,7 +155,7 @@ func (l *listener) sleep(ctx context.Context, d time.Duration) {
 		return
 	}
 	if l.t != nil {
-		l.t.sleep(d)
+		l.t.Sleep(d)
 		return
 	}
 	l.timer.Reset(d)
@@ -603,7 +605,7 @@ type hintFetcher struct {
 	jobs chan struct{} // goroutine
 	done chan hintResult
 
-	t        *task // loop task
+	t        *evloop.Task // loop task
 	job      bool
 	finished bool
 	stop     bool
@@ -617,7 +619,7 @@ type hintResult struct {
 
 func (h *hintFetcher) start() {
 	if lt := h.l.t; lt != nil {
-		h.t = lt.lp.spawn(h.runTask)
+		h.t = lt.Loop().Spawn(h.runTask)
 		return
 	}
 	h.jobs, h.done = make(chan struct{}), make(chan hintResult)
@@ -631,7 +633,7 @@ func (h *hintFetcher) request() {
 		return
 	}
 	h.job, h.finished = true, false
-	h.t.unpark()
+	h.t.Unpark()
 }
 
 func (h *hintFetcher) result() hintResult {
@@ -639,7 +641,7 @@ func (h *hintFetcher) result() hintResult {
 		return <-h.done
 	}
 	for !h.finished {
-		if h.l.t.park() != nil {
+		if h.l.t.Park() != nil {
 			return hintResult{err: errClosed}
 		}
 	}
@@ -652,7 +654,7 @@ func (h *hintFetcher) quit() {
 		return
 	}
 	h.stop = true
-	h.t.unpark()
+	h.t.Unpark()
 }
 
 // run does the requests; the listener records them (hintDone).
@@ -664,12 +666,12 @@ func (h *hintFetcher) run() {
 }
 
 // runTask is run as a loop task.
-func (h *hintFetcher) runTask(t *task) {
+func (h *hintFetcher) runTask(t *evloop.Task) {
 	mc := h.l.mc
 	defer mc.close()
 	for {
 		for !h.job && !h.stop {
-			if t.park() != nil {
+			if t.Park() != nil {
 				return
 			}
 		}
@@ -679,7 +681,7 @@ func (h *hintFetcher) runTask(t *task) {
 		h.job = false
 		res, err := mc.get(h.l.deadline(), h.path, nil)
 		h.res, h.finished = hintResult{res, err}, true
-		h.l.t.unpark()
+		h.l.t.Unpark()
 	}
 }
 

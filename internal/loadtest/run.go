@@ -21,6 +21,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // runner is one load test in progress; shared read-only by the listeners
@@ -93,17 +95,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	var loops []*evloop
-	if evloopAvailable && !cfg.Goroutines && r.target.tls == nil {
+	var loops []*evloop.Loop
+	if evloop.Available && !cfg.Goroutines && r.target.tls == nil {
 		for range runtime.GOMAXPROCS(0) {
-			lp, err := newEvloop(runCtx)
+			lp, err := evloop.New(runCtx)
 			if err != nil {
 				cancel()
 				wg.Wait()
 				return nil, fmt.Errorf("event loop: %w", err)
 			}
 			loops = append(loops, lp)
-			wg.Go(lp.run)
+			wg.Go(lp.Run)
 		}
 	}
 	r.loops = len(loops)
@@ -133,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // launch starts the listeners, evenly over the ramp: on the event loops
 // round robin when there are any.
-func (r *runner) launch(ctx context.Context, behaviours []Behaviour, loops []*evloop, wg *sync.WaitGroup) {
+func (r *runner) launch(ctx context.Context, behaviours []Behaviour, loops []*evloop.Loop, wg *sync.WaitGroup) {
 	n := len(behaviours)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -168,7 +170,7 @@ func (r *runner) launch(ctx context.Context, behaviours []Behaviour, loops []*ev
 		}
 		lp := loops[i%len(loops)]
 		l.c.lp, l.mc.lp = lp, lp
-		if !lp.add(func(t *task) {
+		if !lp.Add(func(t *evloop.Task) {
 			l.t = t
 			l.run(ctx)
 		}) {
