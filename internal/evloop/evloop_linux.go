@@ -63,6 +63,11 @@ type Task struct {
 	gen      uint32 // counts waits, to tell a current heap or await entry from a stale one
 	woke     wakeReason
 	detached bool // running on a goroutine of its own (Detach)
+	// onLoop is the loop's own note that t is one of its tasks (not
+	// detached, not returned); written and read by the loop goroutine only,
+	// which reads a task's other fields only when it is set: a detached
+	// task writes them on its own goroutine.
+	onLoop bool
 	refused  bool // the last Attach found the loop gone
 }
 
@@ -236,11 +241,13 @@ func (lp *Loop) newTask(fn func(*Task)) *Task {
 }
 
 func (lp *Loop) attach(t *Task) {
+	t.onLoop = true
 	t.idx = len(lp.tasks)
 	lp.tasks = append(lp.tasks, t)
 }
 
 func (lp *Loop) detach(t *Task) {
+	t.onLoop = false
 	last := lp.tasks[len(lp.tasks)-1]
 	lp.tasks[t.idx], last.idx = last, t.idx
 	lp.tasks[len(lp.tasks)-1] = nil
@@ -309,7 +316,7 @@ func (lp *Loop) makeReady(t *Task, why wakeReason) {
 func (lp *Loop) timers(now int64) {
 	for len(lp.sleeps) > 0 && lp.sleeps[0].due <= now {
 		s := lp.sleeps.pop()
-		if s.t.state == stateSleep && s.t.gen == s.gen {
+		if s.t.onLoop && s.t.state == stateSleep && s.t.gen == s.gen {
 			lp.makeReady(s.t, wokeDue)
 		}
 	}
@@ -360,7 +367,7 @@ func (lp *Loop) dispatch() {
 			continue
 		}
 		if fd < len(lp.byFD) {
-			if t := lp.byFD[fd]; t != nil && t.state == stateIO && t.fd == fd {
+			if t := lp.byFD[fd]; t != nil && t.onLoop && t.state == stateIO && t.fd == fd {
 				lp.makeReady(t, wokeIO)
 			}
 		}
@@ -514,7 +521,7 @@ func (lp *Loop) watch(ch <-chan struct{}) {
 // closed wakes the tasks still waiting on ch.
 func (lp *Loop) closed(ch <-chan struct{}) {
 	for _, w := range lp.awaits[ch] {
-		if w.t.state == stateAwait && w.t.gen == w.gen {
+		if w.t.onLoop && w.t.state == stateAwait && w.t.gen == w.gen {
 			lp.makeReady(w.t, wokeIO)
 		}
 	}

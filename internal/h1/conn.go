@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amphi-live/amphi/internal/evloop"
 	"github.com/amphi-live/amphi/internal/rawsock"
 )
 
@@ -71,7 +72,8 @@ type conn struct {
 	writeDeadline time.Time
 
 	remote string
-	sock   *rawsock.Conn // nc's socket, read and written directly; nil if not TCP
+	sock   rawIO        // nc's socket, read and written directly; nil if not TCP
+	task   *evloop.Task // the loop task serving the connection; nil: a goroutine
 
 	tmpl http.Request // a blank Request, its context set
 	req  http.Request
@@ -91,12 +93,28 @@ type conn struct {
 	headAt    time.Time // when the current request's first bytes were read
 }
 
+// rawIO is what conn needs of a socket it reads and writes directly:
+// rawsock.Conn for a goroutine's connection, loopConn on an event loop.
+type rawIO interface {
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	SendRecv(out, p []byte, skipRecv bool) (unsent []byte, n int, err error)
+	TryRead(p []byte) (int, error)
+	DelayAcks()
+}
+
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, buf: make([]byte, readBufSize), hdr: make(http.Header, 8)}
 	c.remote = nc.RemoteAddr().String()
-	c.sock = rawsock.New(nc)
-	if c.sock != nil {
-		c.sock.AfterSend = c.sentPending
+	switch nc := nc.(type) {
+	case *loopConn:
+		nc.afterSend = c.sentPending
+		c.sock = nc
+	default:
+		if rs := rawsock.New(nc); rs != nil {
+			rs.AfterSend = c.sentPending
+			c.sock = rs
+		}
 	}
 	c.tmpl = *new(http.Request).WithContext(context.Background())
 	c.resp.hdr = make(http.Header, 8)
@@ -391,8 +409,14 @@ func (c *conn) serveOne(head []byte) bool {
 	}
 	w := &c.resp
 	w.reset(&c.req, keep)
+	if c.task != nil && !c.srv.onLoop(&c.req) {
+		c.task.Detach()
+	}
 	c.srv.Handler.ServeHTTP(w, &c.req)
 	if w.finish() && !c.srv.closing.Load() && c.body.drain() {
+		if c.task != nil {
+			c.task.Attach() // or stay detached if the loop is gone
+		}
 		return true
 	}
 	// Unread body bytes at close would make the kernel reset the
@@ -401,6 +425,17 @@ func (c *conn) serveOne(head []byte) bool {
 	// handler itself asked to close, as the origin's ingest does.
 	c.linger = !w.failed && !c.body.done
 	return false
+}
+
+// abort closes the connection from another goroutine (Close, Shutdown's
+// sweep of idle connections); its own goroutine or task sees its reads and
+// writes fail and ends it.
+func (c *conn) abort() {
+	if lc, ok := c.nc.(*loopConn); ok {
+		lc.abort()
+		return
+	}
+	c.nc.Close()
 }
 
 // lingerClose half-closes the connection and reads what the client still

@@ -37,9 +37,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // Server serves HTTP/1.0 and HTTP/1.1 on listeners with Handler.
@@ -65,17 +69,35 @@ type Server struct {
 	MaxConns int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Goroutines serves each connection on a goroutine of its own. By
+	// default, on Linux and for TCP listeners, connections are tasks of
+	// event loops instead, one loop per GOMAXPROCS (package evloop).
+	Goroutines bool
+	// EventLoops is the number of event loops; 0 means GOMAXPROCS.
+	EventLoops int
+	// OnLoop reports whether Handler answers r on the connection's event
+	// loop: without blocking, except through evloop.Await, and calling
+	// evloop.Detach with r's context before anything that may block.
+	// Requests it refuses, and all requests when it is nil, run detached:
+	// on a goroutine of their own until the answer is out.
+	OnLoop func(r *http.Request) bool
 
 	initOnce sync.Once
 	intern   *internTable
 	sem      chan struct{}
-	quit     chan struct{} // closed when Shutdown or Close begins
+	quit     chan struct{}   // closed when Shutdown or Close begins
+	quitCtx  context.Context // done when quit is closed
+	quitNow  context.CancelFunc
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
 	done      chan struct{} // closed when the last connection ends during shutdown
+
+	loops    []*evloop.Loop // started by the first Serve that uses them
+	loopErr  error
+	loopStop func()
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is
@@ -117,6 +139,7 @@ func (s *Server) init() {
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
 		s.quit = make(chan struct{})
+		s.quitCtx, s.quitNow = context.WithCancel(context.Background())
 		s.intern = newInternTable()
 	})
 }
@@ -135,6 +158,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}
+	rc := s.loopListener(ln)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -142,6 +166,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
+	if rc != nil {
+		return s.serveLoops(ln, rc)
+	}
 
 	var backoff time.Duration
 	for {
@@ -179,6 +206,35 @@ func (s *Server) Serve(ln net.Listener) error {
 		go c.serve()
 	}
 }
+
+// loopListener returns ln's raw connection when its connections are to be
+// served on event loops, starting the loops the first time; nil: serve on
+// goroutines. Called with s.mu held.
+func (s *Server) loopListener(ln net.Listener) syscall.RawConn {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok || s.Goroutines || !loopsAvailable {
+		return nil
+	}
+	if s.loops == nil && s.loopErr == nil {
+		n := s.EventLoops
+		if n <= 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		if s.loopErr = s.startLoops(n); s.loopErr != nil {
+			s.Logger.Warn("h1: no event loops; serving on goroutines", "err", s.loopErr)
+		}
+	}
+	if s.loopErr != nil {
+		return nil
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+func (s *Server) onLoop(r *http.Request) bool { return s.OnLoop != nil && s.OnLoop(r) }
 
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
@@ -229,6 +285,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.closeIdle()
 		select {
 		case <-s.done:
+			s.mu.Lock()
+			s.stopLoopsLocked()
+			s.mu.Unlock()
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -243,10 +302,19 @@ func (s *Server) Close() error {
 	s.beginClose()
 	s.mu.Lock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.abort()
 	}
+	s.stopLoopsLocked()
 	s.mu.Unlock()
 	return nil
+}
+
+// stopLoopsLocked ends the event loops: tasks still waiting on one get
+// evloop.ErrClosed and end. Called with s.mu held.
+func (s *Server) stopLoopsLocked() {
+	if s.loopStop != nil {
+		s.loopStop()
+	}
 }
 
 func (s *Server) beginClose() {
@@ -256,6 +324,7 @@ func (s *Server) beginClose() {
 		return
 	}
 	close(s.quit)
+	s.quitNow()
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -269,8 +338,9 @@ func (s *Server) closeIdle() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.idle.Load() {
-			// The connection's goroutine sees the read fail and exits.
-			c.nc.Close()
+			// The connection's goroutine or task sees the read fail and
+			// exits.
+			c.abort()
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 // down when the test ends.
 func start(t *testing.T, s *Server) string {
 	t.Helper()
+	s.Goroutines = goroutineModel(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	errc := make(chan error, 1)
@@ -29,6 +30,13 @@ func start(t *testing.T, s *Server) string {
 		require.ErrorIs(t, <-errc, ErrServerClosed)
 	})
 	return ln.Addr().String()
+}
+
+// goroutineModel reports whether t runs under TestGoroutineModel, which
+// runs the server's tests again with a goroutine per connection (the
+// default is event loops, where there are any).
+func goroutineModel(t *testing.T) bool {
+	return strings.HasPrefix(t.Name(), "TestGoroutineModel/")
 }
 
 // echo answers with what it saw of the request.
@@ -340,6 +348,7 @@ func TestShutdownClosesIdleAndLetsRequestsFinish(t *testing.T) {
 		}
 		io.WriteString(w, "done")
 	})}
+	s.Goroutines = goroutineModel(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)

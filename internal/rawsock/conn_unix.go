@@ -60,20 +60,28 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) doRead(fd uintptr) bool {
+	n, wait, err := RecvSome(int(fd), c.p)
+	c.n, c.err = n, err
+	return !wait // else wait for readability, then call again
+}
+
+// RecvSome reads into p from the non-blocking socket fd with one recv(2)
+// (more on EINTR). wait reports that there was nothing to read (EAGAIN);
+// a closed peer is io.EOF.
+func RecvSome(fd int, p []byte) (n int, wait bool, err error) {
 	for {
-		n, err := Recv(int(fd), c.p)
+		n, err := Recv(fd, p)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			return false // wait for readability, then call again
+			return 0, true, nil
 		case err != nil:
-			c.err = os.NewSyscallError("read", err)
-		case n == 0 && len(c.p) > 0:
-			c.err = io.EOF
+			return 0, false, os.NewSyscallError("read", err)
+		case n == 0 && len(p) > 0:
+			return 0, false, io.EOF
 		}
-		c.n = max(n, 0)
-		return true
+		return n, false, nil
 	}
 }
 
@@ -121,7 +129,7 @@ func (c *Conn) doSendRecv(fd uintptr) bool {
 		DelayAcks(int(fd))
 	}
 	if len(c.out) > 0 {
-		if c.out, c.err = sendSome(int(fd), c.out); c.err != nil || len(c.out) > 0 {
+		if c.out, c.err = SendSome(int(fd), c.out); c.err != nil || len(c.out) > 0 {
 			return true // failed, or full: the caller writes the rest, waiting
 		}
 		if c.AfterSend != nil && !c.AfterSend() {
@@ -165,15 +173,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 func (c *Conn) doWrite(fd uintptr) bool {
-	rest, err := sendSome(int(fd), c.p)
+	rest, err := SendSome(int(fd), c.p)
 	c.n += len(c.p) - len(rest)
 	c.p, c.err = rest, err
 	return err != nil || len(rest) == 0 // else wait for writability
 }
 
-// sendSome sends b until all of it is sent, the socket is full (EAGAIN) or
-// sending fails, and returns what is left.
-func sendSome(fd int, b []byte) ([]byte, error) {
+// SendSome sends b on the non-blocking socket fd until all of it is sent,
+// the socket is full (EAGAIN) or sending fails, and returns what is left.
+func SendSome(fd int, b []byte) ([]byte, error) {
 	for len(b) > 0 {
 		n, err := Send(fd, b)
 		switch {
