@@ -33,6 +33,9 @@ type Config struct {
 	NegativeTTL config.Duration `yaml:"negative_ttl"`
 	// MaxConns caps concurrent client connections. Default 100000.
 	MaxConns int `yaml:"max_conns"`
+	// Connections is how client connections are served: "loops" (tasks of
+	// one event loop per CPU) or "goroutines" (one each). Default "loops".
+	Connections string `yaml:"connections"`
 	// LogLevel is one of debug, info, warn, error. Default "info".
 	LogLevel string `yaml:"log_level"`
 	// Player configures the page at /live/NAME/.
@@ -56,6 +59,7 @@ func DefaultConfig() Config {
 		TrackerIdle:  config.Duration(30 * time.Second),
 		NegativeTTL:  config.Duration(2 * time.Second),
 		MaxConns:     100000,
+		Connections:  httpserve.ConnLoops,
 		LogLevel:     "info",
 		Player:       PlayerConfig{HLSJSURL: "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"},
 	}
@@ -86,6 +90,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("negative_ttl: must be positive")
 	case c.MaxConns <= 0:
 		return fmt.Errorf("max_conns: must be positive")
+	}
+	if err := httpserve.ValidConnections(c.Connections); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

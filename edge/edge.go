@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/amphi-live/amphi/internal/evloop"
 	"github.com/amphi-live/amphi/internal/h1"
 	"github.com/amphi-live/amphi/internal/httpserve"
 	"github.com/amphi-live/amphi/internal/llhls"
@@ -130,20 +131,24 @@ type catalog struct{ e *Edge }
 // from upstream on first use. Names the upstream does not know are
 // remembered for NegativeTTL, so a flood of random names costs the upstream
 // at most one request per name per TTL.
-func (c catalog) Stream(name string) llhls.Stream {
+func (c catalog) Stream(ctx context.Context, name string) llhls.Stream {
 	e := c.e
-	e.mu.Lock()
-	if s, ok := e.streams[name]; ok {
-		e.mu.Unlock()
+	if s, known := e.lookup(name); known {
+		if s == nil {
+			return nil // not a nil *stream in the interface
+		}
 		return s
 	}
-	if until, ok := e.negative[name]; ok && time.Now().Before(until) {
-		e.mu.Unlock()
-		return nil
-	}
-	e.mu.Unlock()
-
+	evloop.Detach(ctx) // the upstream's answer is waited for
 	v, _, _ := e.mvFlight.Do(name, func() (any, error) {
+		// A fill that ended between the lookup above and this call has
+		// answered already.
+		if s, known := e.lookup(name); known {
+			if s == nil {
+				return nil, nil
+			}
+			return s, nil
+		}
 		ctx, cancel := context.WithTimeout(e.ctx, 2*e.cfg.fetchTimeout)
 		defer cancel()
 		res, err := e.up.get(ctx, "multivariant", name, "index.m3u8", "", e.cfg.fetchTimeout)
@@ -179,6 +184,21 @@ func (c catalog) Stream(name string) llhls.Stream {
 		return nil
 	}
 	return s
+}
+
+// lookup returns the stream of name when it is known, or known false when
+// the upstream must be asked; a nil stream with known true is a name the
+// upstream did not know within NegativeTTL.
+func (e *Edge) lookup(name string) (s *stream, known bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s, ok := e.streams[name]; ok {
+		return s, true
+	}
+	if until, ok := e.negative[name]; ok && time.Now().Before(until) {
+		return nil, true
+	}
+	return nil, false
 }
 
 // pruneNegativeLocked bounds the negative cache.
@@ -236,6 +256,8 @@ func (e *Edge) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:        e.root,
 		MaxHeaderBytes: 8 << 10,
 		MaxConns:       e.conf.MaxConns,
+		Goroutines:     e.conf.Connections == httpserve.ConnGoroutines,
+		OnLoop:         httpserve.OnLoop,
 		Logger:         e.log,
 	}
 	e.log.Info("edge listening", "addr", ln.Addr().String(), "upstreams", strings.Join(e.conf.Upstreams, ","))

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/amphi-live/amphi/internal/evloop"
 	"github.com/amphi-live/amphi/internal/llhls"
 )
 
@@ -45,7 +46,7 @@ func (s *stream) Primary() *llhls.Feed {
 
 // Playlist implements llhls.Stream: it starts following file upstream on
 // first use and waits (bounded) for its first version.
-func (s *stream) Playlist(file string) *llhls.Feed {
+func (s *stream) Playlist(ctx context.Context, file string) *llhls.Feed {
 	t := s.tracker(file)
 	if t == nil {
 		return nil
@@ -54,6 +55,7 @@ func (s *stream) Playlist(file string) *llhls.Feed {
 	case <-t.ready:
 	default:
 		// Only the first listeners of a playlist wait for its first fill.
+		evloop.Detach(ctx)
 		timer := time.NewTimer(s.e.cfg.fetchTimeout + time.Second)
 		select {
 		case <-t.ready:
@@ -124,7 +126,7 @@ func (s *stream) tracker(file string) *tracker {
 // Media implements llhls.Stream: a cache hit, or one collapsed upstream
 // fetch that a departing client cannot cancel. The preload-hinted part is
 // not fetched here: the tracker is already fetching it ahead.
-func (s *stream) Media(file string) *llhls.Object {
+func (s *stream) Media(ctx context.Context, file string) *llhls.Object {
 	if o, live := s.e.cache.get(s.key(file)); o != nil {
 		s.e.metrics.hits.Inc()
 		if live {
@@ -142,6 +144,7 @@ func (s *stream) Media(file string) *llhls.Object {
 		return nil
 	}
 	s.e.metrics.misses.Inc()
+	evloop.Detach(ctx) // the fetch is waited for
 	return s.fetch(file, false)
 }
 

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,7 @@ func (b *broadcast) Multivariant() *llhls.Object { return b.multivariant.Load() 
 func (b *broadcast) Primary() *llhls.Feed { return b.feed }
 
 // Playlist implements llhls.Stream.
-func (b *broadcast) Playlist(file string) *llhls.Feed {
+func (b *broadcast) Playlist(_ context.Context, file string) *llhls.Feed {
 	if file == mediaPlaylistName {
 		return b.feed
 	}
@@ -152,7 +153,7 @@ func (b *broadcast) Playlist(file string) *llhls.Feed {
 }
 
 // Media implements llhls.Stream.
-func (b *broadcast) Media(file string) *llhls.Object {
+func (b *broadcast) Media(_ context.Context, file string) *llhls.Object {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.objects[file]

@@ -18,6 +18,9 @@ type Config struct {
 	Data string `yaml:"data"`
 	// LogLevel is one of debug, info, warn, error. Default "info".
 	LogLevel string `yaml:"log_level"`
+	// Connections is how client connections are served: "loops" (tasks of
+	// one event loop per CPU) or "goroutines" (one each). Default "loops".
+	Connections string `yaml:"connections"`
 	// Segmenter sets part and segment durations.
 	Segmenter SegmenterConfig `yaml:"segmenter"`
 	// Player configures the page at /live/NAME/.
@@ -85,11 +88,12 @@ type IngestConfig struct {
 // values written out (a test keeps them equal).
 func DefaultConfig() Config {
 	return Config{
-		Listen:    ":8080",
-		Data:      "data",
-		LogLevel:  "info",
-		Segmenter: SegmenterConfig{Preset: "balanced"},
-		Player:    PlayerConfig{HLSJSURL: "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"},
+		Listen:      ":8080",
+		Data:        "data",
+		LogLevel:    "info",
+		Connections: httpserve.ConnLoops,
+		Segmenter:   SegmenterConfig{Preset: "balanced"},
+		Player:      PlayerConfig{HLSJSURL: "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"},
 		Ingest: IngestConfig{
 			ReadTimeout:    Duration(10 * time.Second),
 			MaxStreams:     100,
@@ -111,6 +115,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if err := httpserve.ValidConnections(c.Connections); err != nil {
+		return err
 	}
 	if _, err := c.SegmenterSettings(); err != nil {
 		return err

@@ -106,7 +106,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // catalog adapts Server to llhls.Catalog.
 type catalog struct{ s *Server }
 
-func (c catalog) Stream(name string) llhls.Stream {
+func (c catalog) Stream(_ context.Context, name string) llhls.Stream {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	if b, ok := c.s.broadcasts[name]; ok {
@@ -242,6 +242,8 @@ func (s *Server) ServeListeners(ctx context.Context, httpLn, rtmpLn net.Listener
 		Handler:        s.mux,
 		MaxHeaderBytes: 16 << 10,
 		MaxBodyBytes:   math.MaxInt64,
+		Goroutines:     s.cfg.Connections == httpserve.ConnGoroutines,
+		OnLoop:         httpserve.OnLoop,
 		Logger:         s.log,
 	}
 	s.log.Info("origin listening", "http", httpLn.Addr().String(), "preset", s.cfg.Segmenter.Preset)

@@ -6,8 +6,10 @@ package httpserve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -44,6 +46,28 @@ func Serve(ctx context.Context, srv Server, ln net.Listener, beforeShutdown func
 	<-errc
 	return nil
 }
+
+// Connection models for the configs' "connections" key: h1 serves each
+// connection as a task of an event loop (the default), or on a goroutine
+// of its own.
+const (
+	ConnLoops      = "loops"
+	ConnGoroutines = "goroutines"
+)
+
+// ValidConnections checks a "connections" value.
+func ValidConnections(v string) error {
+	if v != ConnLoops && v != ConnGoroutines {
+		return fmt.Errorf("connections: %q is not %q or %q", v, ConnLoops, ConnGoroutines)
+	}
+	return nil
+}
+
+// OnLoop is h1.Server.OnLoop for the origin and the edge: the serving
+// core (/live/) answers on the event loop, holding requests through
+// evloop.Await and detaching before an upstream wait; everything else
+// (ingest, the API, metrics) runs detached.
+func OnLoop(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/live/") }
 
 // Health answers GET /healthz with "ok".
 func Health(w http.ResponseWriter, _ *http.Request) {

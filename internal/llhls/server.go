@@ -2,6 +2,7 @@ package llhls
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,9 +41,12 @@ type Stream interface {
 	// multivariant playlist and for a first segment watch it.
 	Primary() *Feed
 	// Playlist returns the feed of the media playlist named file, or nil.
-	Playlist(file string) *Feed
-	// Media returns the media object named file, or nil when absent.
-	Media(file string) *Object
+	// ctx is the request's: an implementation that may block calls
+	// evloop.Detach(ctx) first (see package evloop).
+	Playlist(ctx context.Context, file string) *Feed
+	// Media returns the media object named file, or nil when absent; ctx
+	// as for Playlist.
+	Media(ctx context.Context, file string) *Object
 	// Hinted returns the feed whose preload hint (or a part just ahead of it)
 	// is file, or nil when file is not an announced future part.
 	Hinted(file string) *Feed
@@ -50,7 +54,8 @@ type Stream interface {
 
 // Catalog finds streams by broadcast name.
 type Catalog interface {
-	Stream(name string) Stream
+	// Stream returns the stream, or nil; ctx as for Stream.Playlist.
+	Stream(ctx context.Context, name string) Stream
 }
 
 // Config configures a Handler.
@@ -140,7 +145,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if file == "" {
-		if h.cfg.Page != nil && h.cfg.Catalog.Stream(name) != nil {
+		if h.cfg.Page != nil && h.cfg.Catalog.Stream(r.Context(), name) != nil {
 			setCORS(w.Header())
 			h.cfg.Page.ServeHTTP(w, r)
 			return
@@ -149,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	st := h.cfg.Catalog.Stream(name)
+	st := h.cfg.Catalog.Stream(r.Context(), name)
 	isPlaylist := strings.HasSuffix(file, ".m3u8")
 	if st == nil {
 		d, err := ParseDirectives(r.URL.RawQuery)
@@ -240,7 +245,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, st S
 
 func (h *Handler) serveMediaPlaylist(w http.ResponseWriter, r *http.Request, st Stream, file string) {
 	gz := wantsGzip(r) // before the hold, while the request is in cache
-	feed := st.Playlist(file)
+	feed := st.Playlist(r.Context(), file)
 	d, derr := ParseDirectives(r.URL.RawQuery)
 	td := h.cfg.DefaultTargetDuration
 	if feed != nil {
@@ -339,7 +344,7 @@ func (h *Handler) ageOf(created time.Time) int64 {
 }
 
 func (h *Handler) serveMedia(w http.ResponseWriter, r *http.Request, st Stream, file string) {
-	obj := st.Media(file)
+	obj := st.Media(r.Context(), file)
 	if obj == nil {
 		var ok bool
 		if obj, ok = h.awaitHinted(w, r, st, file); !ok {
@@ -367,7 +372,7 @@ func (h *Handler) awaitHinted(w http.ResponseWriter, r *http.Request, st Stream,
 	if feed == nil {
 		// The hint may have moved on between the two lookups; the part is
 		// stored before the playlist that announces it is published.
-		if obj := st.Media(file); obj != nil {
+		if obj := st.Media(r.Context(), file); obj != nil {
 			return obj, true
 		}
 		httpError(w, http.StatusNotFound, cacheFor(h.cfg.DefaultTargetDuration), "no such media object "+file)
@@ -379,7 +384,7 @@ func (h *Handler) awaitHinted(w http.ResponseWriter, r *http.Request, st Stream,
 	}
 	var obj *Object
 	_, err := waitFor(r.Context(), h.holds, feed, h.holdLimit(td), func(s *Snapshot) bool {
-		obj = st.Media(file)
+		obj = st.Media(r.Context(), file)
 		return obj != nil || s.Playlist().Ended || st.Hinted(file) == nil
 	})
 	if err != nil {

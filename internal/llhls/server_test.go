@@ -130,7 +130,7 @@ func (s *fakeStream) Multivariant() *Object {
 
 func (s *fakeStream) Primary() *Feed { return s.feed }
 
-func (s *fakeStream) Playlist(file string) *Feed {
+func (s *fakeStream) Playlist(_ context.Context, file string) *Feed {
 	if s.onPlaylist != nil {
 		s.onPlaylist(file)
 	}
@@ -140,7 +140,7 @@ func (s *fakeStream) Playlist(file string) *Feed {
 	return nil
 }
 
-func (s *fakeStream) Media(file string) *Object {
+func (s *fakeStream) Media(_ context.Context, file string) *Object {
 	if s.mediaFn != nil {
 		return s.mediaFn(file)
 	}
@@ -158,11 +158,11 @@ func (s *fakeStream) Hinted(file string) *Feed {
 
 type fakeCatalog map[string]Stream
 
-func (c fakeCatalog) Stream(name string) Stream { return c[name] }
+func (c fakeCatalog) Stream(_ context.Context, name string) Stream { return c[name] }
 
 type catalogFunc func(name string) Stream
 
-func (f catalogFunc) Stream(name string) Stream { return f(name) }
+func (f catalogFunc) Stream(_ context.Context, name string) Stream { return f(name) }
 
 // newTestHandler serves st as /live/radio/ with a quiet logger; opts adjust
 // the config.

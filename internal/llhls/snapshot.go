@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 	"weak"
+
+	"github.com/amphi-live/amphi/internal/evloop"
 )
 
 // Snapshot is one immutable version of a media playlist, with its renderings
@@ -326,7 +328,10 @@ func waitFor(ctx context.Context, hs *holds, f *Feed, limit time.Duration, cond 
 			return nil, errShuttingDown
 		}
 		if done == nil {
-			<-sig.ch
+			// Under h1, on an event loop: the loop waits (see evloop).
+			if evloop.Await(ctx, sig.ch) != nil {
+				return nil, errShuttingDown
+			}
 		} else {
 			select {
 			case <-sig.ch:
