@@ -120,6 +120,8 @@ func TestValidate(t *testing.T) {
 		{"negative max_conns", func(c *Config) { c.MaxConns = -1 }, "max_conns"},
 		{"bad log_level", func(c *Config) { c.LogLevel = "verbose" }, "log_level"},
 		{"empty log_level", func(c *Config) { c.LogLevel = "" }, "log_level"},
+		{"bad connections", func(c *Config) { c.Connections = "threads" }, "connections"},
+		{"empty connections", func(c *Config) { c.Connections = "" }, "connections"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,6 +68,7 @@ func TestValidate(t *testing.T) {
 		{"bad listen", func(c *Config) { c.Listen = "8080" }, "listen"},
 		{"empty listen", func(c *Config) { c.Listen = "" }, "listen"},
 		{"bad log_level", func(c *Config) { c.LogLevel = "verbose" }, "log_level"},
+		{"bad connections", func(c *Config) { c.Connections = "threads" }, "connections"},
 		{"unknown preset", func(c *Config) { c.Segmenter.Preset = "ultra" }, "segmenter.preset"},
 		{"part_duration 5ms", func(c *Config) { c.Segmenter.PartDuration = Duration(5 * time.Millisecond) }, "part_duration"},
 		{"segment shorter than part", func(c *Config) {

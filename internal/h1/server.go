@@ -10,8 +10,18 @@
 // themselves. Why not fasthttp: its handlers are not http.Handlers, and the
 // serving core, ServeMux, promhttp and http.ServeContent all are.
 //
-// h1 keeps the standard handler interface and owns only the connection: one
-// goroutine per connection; the Request, its URL and Header map, and the
+// h1 keeps the standard handler interface and owns only the connection.
+// On Linux a TCP listener's connections are tasks of event loops, one loop
+// per GOMAXPROCS (package evloop): a connection waiting for a request, or a
+// request held on a playlist (evloop.Await), yields to its loop instead of
+// parking a goroutine, and the loop resumes it when epoll reports its
+// socket or the awaited channel closes. That spares the scheduler's and
+// the poller's share of each wake-up, about 5 % of the edge's CPU per part
+// (bench/README.md). A handler only runs on the loop where Server.OnLoop
+// says it blocks on nothing else; every other request runs detached, on a
+// goroutine of its own, until its answer is out. Server.Goroutines, and
+// other listeners and systems, give each connection a goroutine instead.
+// In both models the Request, its URL and Header map, and the
 // ResponseWriter are reused from request to request on a connection; the
 // request target and header lines are strings from an intern table that
 // all connections share (listeners of a broadcast repeat each other's
