@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -46,6 +48,12 @@ type Server struct {
 
 	store *store
 
+	// playing is broadcasts as the serving core reads it, without mu: a
+	// copy replaced under mu whenever broadcasts changes. mu is held
+	// across the store's writes (an fsync), and playback runs on h1's
+	// event loops, which must not wait for one.
+	playing atomic.Pointer[map[string]*broadcast]
+
 	mu         sync.Mutex
 	broadcasts map[string]*broadcast // playback sessions, by name
 	sessions   map[string]*Session   // running segmenters, by name
@@ -74,6 +82,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		sessions:   make(map[string]*Session),
 		entries:    make(map[string]*entry),
 	}
+	s.publishPlayingLocked()
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
@@ -107,9 +116,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 type catalog struct{ s *Server }
 
 func (c catalog) Stream(_ context.Context, name string) llhls.Stream {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if b, ok := c.s.broadcasts[name]; ok {
+	if b, ok := (*c.s.playing.Load())[name]; ok {
 		return b
 	}
 	return nil
@@ -158,6 +165,7 @@ func (s *Server) startSessionLocked(name string, codec segmenter.Codec) (*Sessio
 	}
 	sess := &Session{s: s, b: b, seg: seg, start: s.now()}
 	s.broadcasts[name] = b
+	s.publishPlayingLocked()
 	s.sessions[name] = sess
 	s.log.Info("broadcast live", "name", name, "codec", codec.String(),
 		"part_target", seg.PartTarget(), "target_duration", seg.TargetDuration())
@@ -272,6 +280,12 @@ func (s *Server) endAll() {
 	}
 }
 
+// publishPlayingLocked makes playing a copy of broadcasts. s.mu is held.
+func (s *Server) publishPlayingLocked() {
+	m := maps.Clone(s.broadcasts)
+	s.playing.Store(&m)
+}
+
 // reap forgets broadcasts that ended more than endedRetention ago.
 func (s *Server) reap(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
@@ -287,6 +301,7 @@ func (s *Server) reap(ctx context.Context) {
 		for name, b := range s.broadcasts {
 			if b.ended.Load() && b.endedAt.Load() < cutoff {
 				delete(s.broadcasts, name)
+				s.publishPlayingLocked()
 				if e, ok := s.entries[name]; ok && e.sess != nil && e.sess.b == b {
 					e.sess = nil
 				}
