@@ -67,8 +67,8 @@ type Task struct {
 	// detached, not returned); written and read by the loop goroutine only,
 	// which reads a task's other fields only when it is set: a detached
 	// task writes them on its own goroutine.
-	onLoop bool
-	refused  bool // the last Attach found the loop gone
+	onLoop  bool
+	refused bool // the last Attach found the loop gone
 }
 
 type taskState uint8

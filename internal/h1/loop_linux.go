@@ -38,14 +38,16 @@ func (s *Server) startLoops(n int) error {
 	return nil
 }
 
-// serveLoops is Serve for event loops: it accepts raw sockets on ln, which
-// never enter Go's poller, and hands each to a loop, round robin, as a
-// task running the connection.
+// serveLoops is Serve for event loops: it accepts raw sockets on the
+// listener whose RawConn is rc, sockets which never enter Go's poller, and
+// hands each to a loop, round robin, as a task running the connection.
 //
 // A listener's own RawConn cannot wait (only Control works on it), so the
 // accepting is done on a duplicate of its socket opened as an os.File,
-// which can; the duplicate is closed with ln, or when the server closes.
-func (s *Server) serveLoops(ln net.Listener, rc syscall.RawConn) error {
+// which can. The duplicate is closed when Shutdown or Close begins: closing
+// the listener alone, which net/http's Serve takes as a stop, does not end
+// this one.
+func (s *Server) serveLoops(rc syscall.RawConn) error {
 	var dup int
 	var derr error
 	if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
@@ -60,7 +62,7 @@ func (s *Server) serveLoops(ln net.Listener, rc syscall.RawConn) error {
 	}
 	f := os.NewFile(uintptr(dup), "h1-listener")
 	defer f.Close()
-	stop := context.AfterFunc(s.quitCtx, func() { f.Close() })
+	stop := context.AfterFunc(s.quit, func() { f.Close() })
 	defer stop()
 	frc, err := f.SyscallConn()
 	if err != nil {
@@ -80,7 +82,7 @@ func (s *Server) serveLoops(ln net.Listener, rc syscall.RawConn) error {
 		if s.sem != nil {
 			select {
 			case s.sem <- struct{}{}:
-			case <-s.quit:
+			case <-s.quit.Done():
 				return ErrServerClosed
 			}
 		}

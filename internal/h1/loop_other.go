@@ -14,7 +14,7 @@ const loopsAvailable = false
 
 func (s *Server) startLoops(int) error { return errors.ErrUnsupported }
 
-func (s *Server) serveLoops(net.Listener, syscall.RawConn) error { return errors.ErrUnsupported }
+func (s *Server) serveLoops(syscall.RawConn) error { return errors.ErrUnsupported }
 
 // loopConn is never made here.
 type loopConn struct {

@@ -95,8 +95,7 @@ type Server struct {
 	initOnce sync.Once
 	intern   *internTable
 	sem      chan struct{}
-	quit     chan struct{}   // closed when Shutdown or Close begins
-	quitCtx  context.Context // done when quit is closed
+	quit     context.Context // done when Shutdown or Close begins
 	quitNow  context.CancelFunc
 
 	mu        sync.Mutex
@@ -148,8 +147,7 @@ func (s *Server) init() {
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
-		s.quit = make(chan struct{})
-		s.quitCtx, s.quitNow = context.WithCancel(context.Background())
+		s.quit, s.quitNow = context.WithCancel(context.Background())
 		s.intern = newInternTable()
 	})
 }
@@ -177,7 +175,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 	}()
 	if rc != nil {
-		return s.serveLoops(ln, rc)
+		return s.serveLoops(rc)
 	}
 
 	var backoff time.Duration
@@ -185,7 +183,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if s.sem != nil {
 			select {
 			case s.sem <- struct{}{}:
-			case <-s.quit:
+			case <-s.quit.Done():
 				return ErrServerClosed
 			}
 		}
@@ -333,7 +331,6 @@ func (s *Server) beginClose() {
 	if s.closing.Swap(true) {
 		return
 	}
-	close(s.quit)
 	s.quitNow()
 	for ln := range s.listeners {
 		ln.Close()
