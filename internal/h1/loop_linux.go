@@ -79,12 +79,8 @@ func (s *Server) serveLoops(rc syscall.RawConn) error {
 	}
 	var backoff time.Duration
 	for i := 0; ; i++ {
-		if s.sem != nil {
-			select {
-			case s.sem <- struct{}{}:
-			case <-s.quit.Done():
-				return ErrServerClosed
-			}
+		if !s.acquire() {
+			return ErrServerClosed
 		}
 		err := frc.Read(acceptFn)
 		if err == nil && aerr != nil {
@@ -100,10 +96,7 @@ func (s *Server) serveLoops(rc syscall.RawConn) error {
 			}
 			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
 				errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
-				// As Serve: wait instead of spinning or giving up.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.Logger.Warn("accept failed; retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
+				s.pause(err, &backoff)
 				continue
 			}
 			return err

@@ -180,12 +180,8 @@ func (s *Server) Serve(ln net.Listener) error {
 
 	var backoff time.Duration
 	for {
-		if s.sem != nil {
-			select {
-			case s.sem <- struct{}{}:
-			case <-s.quit.Done():
-				return ErrServerClosed
-			}
+		if !s.acquire() {
+			return ErrServerClosed
 		}
 		nc, err := ln.Accept()
 		if err != nil {
@@ -195,11 +191,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// EMFILE and friends: wait, as net/http does, instead of
-				// spinning or giving up.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.Logger.Warn("accept failed; retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
+				s.pause(err, &backoff)
 				continue
 			}
 			return err
@@ -247,6 +239,28 @@ func (s *Server) onLoop(r *http.Request) bool { return s.OnLoop != nil && s.OnLo
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
 	return errors.As(err, &t) && t.Temporary()
+}
+
+// acquire takes a connection slot when MaxConns is set; false once the
+// server is closing.
+func (s *Server) acquire() bool {
+	if s.sem == nil {
+		return true
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-s.quit.Done():
+		return false
+	}
+}
+
+// pause waits after an accept that failed for want of resources (EMFILE
+// and friends), as net/http does, instead of spinning or giving up.
+func (s *Server) pause(err error, backoff *time.Duration) {
+	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
+	s.Logger.Warn("accept failed; retrying", "err", err, "in", *backoff)
+	time.Sleep(*backoff)
 }
 
 func (s *Server) release() {
