@@ -49,11 +49,19 @@ func TestEdgeFanOut(t *testing.T) {
 			clock := startPartClock(t, srv.Handler(), "fan")
 			// Steady state: from 2 s in, when every listener has joined.
 			var midReqs, midMade int
-			mid := time.AfterFunc(2*time.Second, func() { midReqs, midMade = up.log.count(), clock.now() })
+			midDone := make(chan struct{})
+			time.AfterFunc(2*time.Second, func() {
+				midReqs, midMade = up.log.count(), clock.now()
+				close(midDone)
+			})
 			ls := runListeners(ctx, client, e.URL, "fan", n, time.Second, newSharedTruth())
 			to := up.log.count()
 			made := clock.stop()
-			require.False(t, mid.Stop(), "the run ended before its midpoint")
+			select {
+			case <-midDone: // and its counts are visible here
+			default:
+				t.Fatal("the run ended before its midpoint")
+			}
 
 			require.Greater(t, made, int(runFor/(400*time.Millisecond)), "the origin made too few parts")
 			// Listeners that joined late (the ramp, a loaded machine) miss
