@@ -133,20 +133,24 @@ type catalog struct{ e *Edge }
 // at most one request per name per TTL.
 func (c catalog) Stream(ctx context.Context, name string) llhls.Stream {
 	e := c.e
-	if s, known := e.lookup(name); known {
-		if s == nil {
-			return nil // not a nil *stream in the interface
-		}
-		return s
+	s, known := e.lookup(name)
+	if !known {
+		s = e.fetchStream(ctx, name)
 	}
+	if s == nil {
+		return nil // not a nil *stream in the interface
+	}
+	return s
+}
+
+// fetchStream asks the upstream for broadcast name once, however many
+// requests ask at the same time, and returns its stream, or nil.
+func (e *Edge) fetchStream(ctx context.Context, name string) *stream {
 	evloop.Detach(ctx) // the upstream's answer is waited for
 	v, _, _ := e.mvFlight.Do(name, func() (any, error) {
-		// A fill that ended between the lookup above and this call has
+		// A fill that ended between the caller's lookup and this call has
 		// answered already.
 		if s, known := e.lookup(name); known {
-			if s == nil {
-				return nil, nil
-			}
 			return s, nil
 		}
 		ctx, cancel := context.WithTimeout(e.ctx, 2*e.cfg.fetchTimeout)
@@ -180,9 +184,6 @@ func (c catalog) Stream(ctx context.Context, name string) llhls.Stream {
 		return s, nil
 	})
 	s, _ := v.(*stream)
-	if s == nil {
-		return nil
-	}
 	return s
 }
 

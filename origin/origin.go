@@ -298,14 +298,18 @@ func (s *Server) reap(ctx context.Context) {
 		}
 		cutoff := s.now().Add(-endedRetention).UnixNano()
 		s.mu.Lock()
+		reaped := false
 		for name, b := range s.broadcasts {
 			if b.ended.Load() && b.endedAt.Load() < cutoff {
 				delete(s.broadcasts, name)
-				s.publishPlayingLocked()
+				reaped = true
 				if e, ok := s.entries[name]; ok && e.sess != nil && e.sess.b == b {
 					e.sess = nil
 				}
 			}
+		}
+		if reaped {
+			s.publishPlayingLocked()
 		}
 		s.mu.Unlock()
 	}

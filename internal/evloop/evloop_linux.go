@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/amphi-live/amphi/internal/rawsock"
 )
 
 // Available reports whether loops run here.
@@ -81,7 +83,6 @@ const (
 	stateAwait             // waiting for a channel to close
 	stateReady             // to be resumed
 	stateDetach            // leaving the loop (Detach)
-	stateAttach            // asking to come back (Attach)
 )
 
 type wakeReason uint8
@@ -422,6 +423,35 @@ func (t *Task) WaitIO(fd int, write bool, due int64) error {
 	return t.suspend()
 }
 
+// Recv reads into p from fd (non-blocking, registered with the loop),
+// waiting while there is nothing to read, within due as for WaitIO. A
+// closed peer is io.EOF.
+func (t *Task) Recv(fd int, p []byte, due int64) (int, error) {
+	for {
+		if n, wait, err := rawsock.RecvSome(fd, p); !wait {
+			return n, err
+		}
+		if err := t.WaitIO(fd, false, due); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Send writes all of p to fd (non-blocking, registered with the loop),
+// waiting while the socket is full, within due as for WaitIO.
+func (t *Task) Send(fd int, p []byte, due int64) (int, error) {
+	rest := p
+	for {
+		var err error
+		if rest, err = rawsock.SendSome(fd, rest); err != nil || len(rest) == 0 {
+			return len(p) - len(rest), err
+		}
+		if err := t.WaitIO(fd, true, due); err != nil {
+			return len(p) - len(rest), err
+		}
+	}
+}
+
 // pollWait is WaitIO off the loop: poll(2), blocking this goroutine's
 // thread as any system call does.
 func pollWait(fd int, write bool, due int64) error {
@@ -546,7 +576,7 @@ func (t *Task) Attach() bool {
 	if !t.detached {
 		return true
 	}
-	t.state = stateAttach
+	// The goroutine driving t takes this yield as the request (drive).
 	t.yield(struct{}{})
 	if t.refused {
 		t.refused = false

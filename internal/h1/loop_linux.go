@@ -5,7 +5,6 @@ package h1
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -125,8 +124,8 @@ func (s *Server) serveLoops(rc syscall.RawConn) error {
 
 // serveOn serves the connection as task t of the loop that has lc.
 func (c *conn) serveOn(t *evloop.Task, lc *loopConn) {
-	lc.t, lc.lp = t, t.Loop()
-	if err := lc.lp.Register(lc.fd); err != nil {
+	lc.t = t
+	if err := t.Loop().Register(lc.fd); err != nil {
 		c.srv.Logger.Warn("registering a connection failed", "err", err)
 		lc.Close()
 		c.srv.untrack(c)
@@ -147,8 +146,7 @@ func (c *conn) serveOn(t *evloop.Task, lc *loopConn) {
 // goroutines (Server.Close): the socket is shut down then, which wakes the
 // task, and closed only by the task itself.
 type loopConn struct {
-	t  *evloop.Task
-	lp *evloop.Loop
+	t *evloop.Task
 
 	mu sync.Mutex // fd against a close racing abort
 	fd int
@@ -197,31 +195,9 @@ func (lc *loopConn) wait(write bool, due int64) error {
 	return lc.t.WaitIO(lc.fd, write, due)
 }
 
-func (lc *loopConn) Read(p []byte) (int, error) {
-	for {
-		n, wait, err := rawsock.RecvSome(lc.fd, p)
-		if !wait {
-			return n, err
-		}
-		if err := lc.wait(false, lc.rdue); err != nil {
-			return 0, err
-		}
-	}
-}
+func (lc *loopConn) Read(p []byte) (int, error) { return lc.t.Recv(lc.fd, p, lc.rdue) }
 
-func (lc *loopConn) Write(p []byte) (int, error) {
-	rest := p
-	for {
-		var err error
-		rest, err = rawsock.SendSome(lc.fd, rest)
-		if err != nil || len(rest) == 0 {
-			return len(p) - len(rest), err
-		}
-		if err := lc.wait(true, lc.wdue); err != nil {
-			return len(p) - len(rest), err
-		}
-	}
-}
+func (lc *loopConn) Write(p []byte) (int, error) { return lc.t.Send(lc.fd, p, lc.wdue) }
 
 // SendRecv is rawsock.Conn.SendRecv on the loop. Readiness is
 // edge-triggered and registered for good, so an answer to out cannot be
@@ -267,7 +243,7 @@ func (lc *loopConn) Close() error {
 		return net.ErrClosed
 	}
 	if lc.t != nil && !lc.t.Detached() {
-		lc.lp.Forget(fd)
+		lc.t.Loop().Forget(fd)
 	}
 	return os.NewSyscallError("close", unix.Close(fd))
 }
@@ -328,4 +304,4 @@ func unixNano(t time.Time) int64 {
 	return max(t.UnixNano(), 1)
 }
 
-var _ io.ReadWriteCloser = (*loopConn)(nil)
+var _ net.Conn = (*loopConn)(nil)

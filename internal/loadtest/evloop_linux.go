@@ -3,7 +3,6 @@
 package loadtest
 
 import (
-	"io"
 	"net/netip"
 	"os"
 	"syscall"
@@ -11,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/amphi-live/amphi/internal/evloop"
-	"github.com/amphi-live/amphi/internal/rawsock"
 )
 
 // loopSock is a plain TCP connection of a loop task: read raw, with the
@@ -87,13 +85,15 @@ func sockaddr(ap netip.AddrPort) unix.Sockaddr {
 // waitIO waits for fd as the loop's running task, with the loop's closing
 // reported as the listener's.
 func waitIO(lp *evloop.Loop, fd int, write bool, due int64) error {
-	if err := lp.Current().WaitIO(fd, write, due); err != nil {
-		if err == evloop.ErrClosed {
-			return errClosed
-		}
-		return err
+	return loopErr(lp.Current().WaitIO(fd, write, due))
+}
+
+// loopErr reports the loop's closing as the listener's.
+func loopErr(err error) error {
+	if err == evloop.ErrClosed {
+		return errClosed
 	}
-	return nil
+	return err
 }
 
 // close closes the socket; closing takes it out of the epoll set.
@@ -112,53 +112,22 @@ func (s *loopSock) send(req []byte, due int64) { s.req, s.due = req, due }
 func (s *loopSock) Read(p []byte) (int, error) {
 	// The answer cannot come before the request has left: after sending,
 	// wait before the first recv.
-	skip := false
 	if len(s.req) > 0 {
 		req := s.req
 		s.req = nil
 		if _, err := s.Write(req); err != nil {
 			return 0, err
 		}
-		skip = true
-	}
-	for {
-		if !skip {
-			n, err := rawsock.Recv(s.fd, p)
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-			case err != nil:
-				return 0, os.NewSyscallError("read", err)
-			case n == 0 && len(p) > 0:
-				return 0, io.EOF
-			default:
-				return n, nil
-			}
-		}
-		skip = false
 		if err := waitIO(s.lp, s.fd, false, s.due); err != nil {
 			return 0, err
 		}
 	}
+	n, err := s.lp.Current().Recv(s.fd, p, s.due)
+	return n, loopErr(err)
 }
 
 // Write sends all of p, waiting while the socket is full.
 func (s *loopSock) Write(p []byte) (int, error) {
-	sent := 0
-	for sent < len(p) {
-		n, err := rawsock.Send(s.fd, p[sent:])
-		switch {
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			if werr := waitIO(s.lp, s.fd, true, s.due); werr != nil {
-				return sent, werr
-			}
-		case err != nil:
-			return sent, os.NewSyscallError("write", err)
-		default:
-			sent += n
-		}
-	}
-	return sent, nil
+	n, err := s.lp.Current().Send(s.fd, p, s.due)
+	return n, loopErr(err)
 }
